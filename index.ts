@@ -1,0 +1,3 @@
+export { MirrorLevel, type MirrorLevelOptions, type MirrorHead, type Origin } from './lib/mirror-level'
+export { MirrorError, codes, type MirrorErrorCode } from './lib/errors'
+export { RESERVED_RANGE } from './lib/keyspace'

@@ -1,0 +1,33 @@
+/**
+ * Every error mirror-level raises on purpose is a {@link MirrorError} with one of these codes,
+ * in the style of abstract-level's `LEVEL_*` codes. Code on `err.code`, never on the message.
+ */
+export const codes = {
+  /** An option passed to a constructor or method is missing, of the wrong type or out of range. */
+  INVALID_OPTION: 'MIRROR_INVALID_OPTION',
+  /** A write touched the reserved key range (see `RESERVED_RANGE`). Nothing was written. */
+  RESERVED_KEY: 'MIRROR_RESERVED_KEY',
+  /** Device I/O outside the device, or with a negative or non-integer offset or length. */
+  OUT_OF_RANGE: 'MIRROR_OUT_OF_RANGE',
+  /** A BlockDevice was reopened with a chunk size or size that does not match what is stored. */
+  DEVICE_MISMATCH: 'MIRROR_DEVICE_MISMATCH',
+  /** An operation needs an open database or device. */
+  NOT_OPEN: 'MIRROR_NOT_OPEN',
+  /** Internal state in the reserved range is not what this version of mirror-level wrote. */
+  CORRUPT: 'MIRROR_CORRUPT',
+  /** The inner database failed to commit a write; the write was not applied. */
+  WRITE_FAILED: 'MIRROR_WRITE_FAILED'
+} as const
+
+export type MirrorErrorCode = (typeof codes)[keyof typeof codes]
+
+/** The error class of mirror-level. `code` says what went wrong; `cause` holds an underlying error. */
+export class MirrorError extends Error {
+  readonly code: MirrorErrorCode
+
+  constructor (message: string, code: MirrorErrorCode, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'MirrorError'
+    this.code = code
+  }
+}

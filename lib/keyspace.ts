@@ -1,0 +1,62 @@
+/**
+ * The reserved key range: every key mirror-level keeps for itself in the inner db (and in each
+ * replica db) starts with the byte 0xFF followed by `mirror-level/`. 0xFF never occurs in UTF-8,
+ * so no string key can fall in it; binary keys that do are refused on write and hidden on read.
+ */
+const PREFIX = Buffer.concat([Buffer.from([0xff]), Buffer.from('mirror-level/', 'latin1')])
+// '/' + 1 === '0': the first key after every key that starts with PREFIX
+const END = Buffer.concat([Buffer.from([0xff]), Buffer.from('mirror-level0', 'latin1')])
+
+/** The reserved key range `[gte, lt)` of the inner db and of every replica db. */
+export const RESERVED_RANGE: { readonly gte: Buffer, readonly lt: Buffer } = Object.freeze({
+  gte: Buffer.from(PREFIX),
+  lt: Buffer.from(END)
+})
+
+const FIRST = PREFIX[0]
+
+export function isReserved (key: Uint8Array): boolean {
+  if (key.length < PREFIX.length || key[0] !== FIRST) return false
+  for (let i = 1; i < PREFIX.length; i++) if (key[i] !== PREFIX[i]) return false
+  return true
+}
+
+export const reservedStart = PREFIX
+export const reservedEnd = END
+
+const LOG = Buffer.concat([PREFIX, Buffer.from('log/', 'latin1')])
+const META = Buffer.concat([PREFIX, Buffer.from('meta/', 'latin1')])
+
+/** Bounds of the log records, ordered by the seq each record ends at. */
+export const logRange = { gte: LOG, lt: Buffer.concat([PREFIX, Buffer.from('log0', 'latin1')]) }
+
+export function logKey (seq: number): Buffer {
+  const key = Buffer.allocUnsafe(LOG.length + 8)
+  LOG.copy(key, 0)
+  writeSeq(key, LOG.length, seq)
+  return key
+}
+
+export function seqOfLogKey (key: Uint8Array): number {
+  return readSeq(key, LOG.length)
+}
+
+export function metaKey (name: string): Buffer {
+  return Buffer.concat([META, Buffer.from(name, 'latin1')])
+}
+
+const TWO32 = 2 ** 32
+
+/** Fixed-width big-endian, so that key order is numeric order. Exact up to 2^53. */
+export function writeSeq (buf: Uint8Array, offset: number, seq: number): void {
+  const hi = Math.floor(seq / TWO32)
+  const lo = seq - hi * TWO32
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  view.setUint32(offset, hi)
+  view.setUint32(offset + 4, lo)
+}
+
+export function readSeq (buf: Uint8Array, offset: number): number {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  return view.getUint32(offset) * TWO32 + view.getUint32(offset + 4)
+}

@@ -1,0 +1,98 @@
+import type { AbstractSnapshot } from 'abstract-level'
+import type { Head } from './head'
+import { BUFFERS, type InnerDb, type InnerOp } from './inner'
+import { logKey, logRange, seqOfLogKey } from './keyspace'
+import { decodeRecord, encodeRecord, type LogRecord } from './log-record'
+
+/** Where a read of the log comes from: the inner db, or an explicit snapshot of it. */
+export interface LogSource {
+  db: InnerDb
+  snapshot?: AbstractSnapshot
+}
+
+/**
+ * The log records that end after `after`, oldest first, up to and including the one ending at
+ * `upto`. Streams in pages so a long log is never held whole.
+ */
+export async function * readRecords (source: LogSource, after = -1, upto = Infinity): AsyncGenerator<StoredRecord> {
+  const range = {
+    ...(after < 0 ? { gte: logRange.gte } : { gt: logKey(after) }),
+    ...(upto === Infinity ? { lt: logRange.lt } : { lte: logKey(upto) })
+  }
+  const it = source.db.iterator({ ...range, ...BUFFERS, snapshot: source.snapshot })
+  try {
+    while (true) {
+      const entries = await it.nextv(256)
+      if (entries.length === 0) return
+      for (const [key, value] of entries) {
+        const to = seqOfLogKey(key)
+        yield { ...decodeRecord(to, value), bytes: key.length + value.length }
+      }
+    }
+  } finally {
+    await it.close()
+  }
+}
+
+/** A record as stored, with its size in bytes (key and value). */
+export interface StoredRecord extends LogRecord {
+  bytes: number
+}
+
+export interface CompactionLimits {
+  /** The log's byte budget: compaction runs while the log is larger. */
+  budget: number
+  /** At most this many records are merged in one atomic step. */
+  maxRecordsPerStep: number
+}
+
+/**
+ * One atomic compaction step: merges the oldest records, enough of them to bring the log down to
+ * half its budget, into one record with the union of their keys. If that union would itself take
+ * more than a quarter of the budget, or a single record cannot shrink by merging, the merged record
+ * says "any key" (a full sync for a replica that needs it). Returns the ops and the new log size, or
+ * null when there is nothing to merge.
+ */
+export async function compactionStep (db: InnerDb, head: Head, limits: CompactionLimits): Promise<{ ops: InnerOp[], logBytes: number } | null> {
+  const need = head.logBytes - Math.floor(limits.budget / 2)
+  const unionCap = Math.max(1, Math.floor(limits.budget / 4))
+  const union = new Map<string, Buffer>()
+  let unionBytes = 0
+  let all = false
+  let taken = 0
+  let takenBytes = 0
+  let from = 0
+  let to = 0
+  const ops: InnerOp[] = []
+
+  for await (const record of readRecords({ db })) {
+    if (taken === 0) from = record.from
+    to = record.to
+    taken++
+    takenBytes += record.bytes
+    ops.push({ type: 'del', key: logKey(record.to) })
+    if (!all && record.keys === null) all = true
+    if (!all) {
+      for (const key of record.keys!) {
+        const id = key.toString('latin1')
+        if (!union.has(id)) {
+          union.set(id, key)
+          unionBytes += key.length + 2
+        }
+      }
+      if (unionBytes > unionCap) {
+        all = true
+        union.clear()
+      }
+    }
+    if (takenBytes >= need || taken >= limits.maxRecordsPerStep) break
+  }
+  if (taken === 0) return null
+  // Merging one record into itself saves nothing; only "any key" makes progress then.
+  if (taken === 1) all = true
+
+  const merged = encodeRecord(from, all ? null : [...union.values()])
+  ops.pop() // the newest taken record's key is overwritten by the merged record
+  ops.push({ type: 'put', key: logKey(to), value: merged })
+  return { ops, logBytes: head.logBytes - takenBytes + logKey(to).length + merged.length }
+}

@@ -1,0 +1,293 @@
+import { AbstractIterator, AbstractLevel, type AbstractDatabaseOptions, type AbstractSnapshot } from 'abstract-level'
+import { Packr } from 'msgpackr'
+import { randomBytes } from 'node:crypto'
+import { MirrorError, codes } from './errors'
+import { decodeHead, encodeHead } from './head'
+import { BUFFERS, type InnerDb, type InnerOp } from './inner'
+import { isReserved, metaKey, reservedEnd, reservedStart } from './keyspace'
+import { compactionStep } from './log'
+import { MirrorIterator, type InnerIterator } from './mirror-iterator'
+import { MirrorSnapshot } from './mirror-snapshot'
+import { describe, positiveInteger } from './options'
+import { HEAD_KEY, Pipeline } from './pipeline'
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true })
+const ORIGIN_KEY = metaKey('origin')
+const HISTORY_KEY = metaKey('history')
+const FORMAT = 1
+
+/** Options of {@link MirrorLevel}, besides abstract-level's `keyEncoding` and `valueEncoding`. */
+export interface MirrorLevelOptions<K = string, V = string> extends AbstractDatabaseOptions<K, V> {
+  /**
+   * The byte budget of the on-disk log of changed keys. Past it, the oldest records are merged
+   * (see README, "The log"). Default 64 MiB.
+   */
+  logBudget?: number
+  /** A group commit takes queued writes up to this many operations. Default 10 000. */
+  maxGroupOps?: number
+  /** ... and up to this many bytes of keys and values. Default 16 MiB. */
+  maxGroupBytes?: number
+}
+
+/** What is recorded the first time a store is wrapped. */
+export interface Origin {
+  format: number
+  createdAt: number
+  /** The store held user data before it was first wrapped: that data is in no log record. */
+  preexisting: boolean
+}
+
+/** The primary's position: the last committed seq and the log's size. */
+export interface MirrorHead {
+  seq: number
+  logBytes: number
+}
+
+type Op = { type: 'put', key: Buffer, value: Buffer } | { type: 'del', key: Buffer }
+type ReadOptions = Record<string, unknown> & { snapshot?: AbstractSnapshot }
+
+const MANY = 1000
+// abstract-level's public iterator() sets these on the options of _iterator(); _clear() builds its own
+const ITERATOR_KEY_ENCODING = (AbstractIterator as unknown as { keyEncoding: symbol }).keyEncoding
+const ITERATOR_VALUE_ENCODING = (AbstractIterator as unknown as { valueEncoding: symbol }).valueEncoding
+
+/**
+ * An abstract-level database that wraps another one (`inner`) and records, atomically with every
+ * write, which keys it changed, in commit order. See the README for the guarantees.
+ *
+ * MirrorLevel owns the inner db: `open()` opens it (it may already be open or opening) and `close()`
+ * closes it. Write only through the MirrorLevel: a write made on the inner db directly is in no log
+ * record and would never be mirrored.
+ */
+export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractLevel<Buffer, KDefault, VDefault> {
+  #inner: InnerDb
+  #pipeline: Pipeline | null = null
+  #logBudget: number
+  #maxGroupOps: number
+  #maxGroupBytes: number
+  #origin: Origin | null = null
+  #compacting = false
+
+  constructor (inner: InnerDb, options: MirrorLevelOptions<KDefault, VDefault> = {}) {
+    if (!isAbstractLevel(inner)) {
+      throw new MirrorError(`MirrorLevel: the first argument must be an abstract-level database, got ${describe(inner)}`, codes.INVALID_OPTION)
+    }
+    if (typeof options !== 'object' || options === null) {
+      throw new MirrorError(`MirrorLevel: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
+    }
+    const { logBudget, maxGroupOps, maxGroupBytes, ...forward } = options
+    const budget = positiveInteger('MirrorLevel', 'logBudget', logBudget, 64 * 1024 * 1024)
+    const groupOps = positiveInteger('MirrorLevel', 'maxGroupOps', maxGroupOps, 10_000)
+    const groupBytes = positiveInteger('MirrorLevel', 'maxGroupBytes', maxGroupBytes, 16 * 1024 * 1024)
+    const supports = inner.supports as typeof inner.supports & { getSync?: boolean }
+    super({
+      encodings: { buffer: true },
+      seek: true,
+      implicitSnapshots: supports.implicitSnapshots,
+      explicitSnapshots: supports.explicitSnapshots,
+      permanence: supports.permanence,
+      has: true,
+      getSync: supports.getSync === true,
+      createIfMissing: false,
+      errorIfExists: false
+    } as Record<string, unknown>, forward)
+    this.#inner = inner
+    this.#logBudget = budget
+    this.#maxGroupOps = groupOps
+    this.#maxGroupBytes = groupBytes
+  }
+
+  /** The last committed seq and the log's size, or null while not open. */
+  get head (): MirrorHead | null {
+    return this.#pipeline === null ? null : { ...this.#pipeline.head }
+  }
+
+  /** What was recorded when this store was first wrapped, or null while not open. */
+  get origin (): Origin | null {
+    return this.#origin === null ? null : { ...this.#origin }
+  }
+
+  async _open (): Promise<void> {
+    await this.#inner.open()
+    const [head, origin] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY], BUFFERS)
+    if (origin === undefined) {
+      await this.#initialise()
+    } else {
+      this.#origin = decodeOrigin(origin)
+      if (head === undefined) throw new MirrorError('The stored head is missing', codes.CORRUPT)
+    }
+    const stored = head === undefined ? { seq: 0, logBytes: 0 } : decodeHead(head)
+    this.#pipeline = new Pipeline(this.#inner, stored, {
+      maxGroupOps: this.#maxGroupOps,
+      maxGroupBytes: this.#maxGroupBytes,
+      onCommit: (seq, h) => this.#afterCommit(h.logBytes)
+    })
+    if (stored.logBytes > this.#logBudget) this.#afterCommit(stored.logBytes)
+  }
+
+  // The first wrap of a store: record whether it already held data the log knows nothing of.
+  async #initialise (): Promise<void> {
+    const below = await this.#inner.keys({ lt: reservedStart, limit: 1, keyEncoding: 'buffer' }).all()
+    const above = below.length > 0 ? [] : await this.#inner.keys({ gte: reservedEnd, limit: 1, keyEncoding: 'buffer' }).all()
+    this.#origin = { format: FORMAT, createdAt: Date.now(), preexisting: below.length + above.length > 0 }
+    const generation = randomBytes(16).toString('hex')
+    await this.#inner.batch([
+      { type: 'put', key: HEAD_KEY, value: encodeHead({ seq: 0, logBytes: 0 }) },
+      { type: 'put', key: HISTORY_KEY, value: packr.pack([[generation, 0]]) },
+      { type: 'put', key: ORIGIN_KEY, value: packr.pack(this.#origin) }
+    ], BUFFERS)
+  }
+
+  async _close (): Promise<void> {
+    if (this.#pipeline !== null) await this.#pipeline.idle()
+    this.#pipeline = null
+    await this.#inner.close()
+  }
+
+  #afterCommit (logBytes: number): void {
+    if (logBytes <= this.#logBudget || this.#compacting) return
+    this.#compacting = true
+    const pipeline = this.#pipeline!
+    pipeline.run(async () => {
+      while (pipeline.head.logBytes > this.#logBudget) {
+        const step = await compactionStep(this.#inner, pipeline.head, { budget: this.#logBudget, maxRecordsPerStep: 10_000 })
+        if (step === null) break
+        await pipeline.commitMaintenance(step.ops, step.logBytes)
+      }
+    }).catch((err) => {
+      // The log stays correct, only larger than its budget; report it and try again later.
+      this.#report(new MirrorError('Log compaction failed', codes.WRITE_FAILED, { cause: err }))
+    }).finally(() => {
+      this.#compacting = false
+    })
+  }
+
+  #report (err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+    else process.emitWarning(err)
+  }
+
+  #write (ops: InnerOp[], options: { sync?: unknown } | undefined): Promise<number> {
+    for (const op of ops) {
+      if (isReserved(op.key)) {
+        throw new MirrorError(`Key 0x${op.key.toString('hex')} is in mirror-level's reserved range (0xFF 'mirror-level/'); nothing was written`, codes.RESERVED_KEY)
+      }
+    }
+    return this.#pipeline!.write(ops, options?.sync === true)
+  }
+
+  async _put (key: Buffer, value: Buffer, options?: { sync?: unknown }): Promise<void> {
+    await this.#write([{ type: 'put', key, value }], options)
+  }
+
+  async _del (key: Buffer, options?: { sync?: unknown }): Promise<void> {
+    await this.#write([{ type: 'del', key }], options)
+  }
+
+  async _batch (operations: Op[], options?: { sync?: unknown }): Promise<void> {
+    const ops: InnerOp[] = new Array(operations.length)
+    for (let i = 0; i < operations.length; i++) {
+      const op = operations[i]
+      ops[i] = op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : { type: 'del', key: op.key }
+    }
+    await this.#write(ops, options)
+  }
+
+  #readOptions (options: ReadOptions | undefined): ReadOptions {
+    const snapshot = options?.snapshot
+    return { ...options, ...BUFFERS, snapshot: snapshot instanceof MirrorSnapshot ? snapshot.inner : undefined }
+  }
+
+  async _get (key: Buffer, options?: ReadOptions): Promise<Buffer | undefined> {
+    if (isReserved(key)) return undefined
+    return await this.#inner.get(key, this.#readOptions(options))
+  }
+
+  _getSync (key: Buffer, options?: ReadOptions): Buffer | undefined {
+    if (isReserved(key)) return undefined
+    return this.#inner.getSync(key, this.#readOptions(options))
+  }
+
+  async _getMany (keys: Buffer[], options?: ReadOptions): Promise<Array<Buffer | undefined>> {
+    const values: Array<Buffer | undefined> = await this.#inner.getMany(keys, this.#readOptions(options))
+    for (let i = 0; i < keys.length; i++) if (isReserved(keys[i])) values[i] = undefined
+    return values
+  }
+
+  async _has (key: Buffer, options?: ReadOptions): Promise<boolean> {
+    if (isReserved(key)) return false
+    const read = this.#readOptions(options)
+    if (this.#inner.supports.has) return await this.#inner.has(key, read)
+    return (await this.#inner.get(key, read)) !== undefined
+  }
+
+  async _hasMany (keys: Buffer[], options?: ReadOptions): Promise<boolean[]> {
+    const read = this.#readOptions(options)
+    const found: boolean[] = this.#inner.supports.has
+      ? await this.#inner.hasMany(keys, read)
+      : (await this.#inner.getMany(keys, read)).map((v: unknown) => v !== undefined)
+    for (let i = 0; i < keys.length; i++) if (isReserved(keys[i])) found[i] = false
+    return found
+  }
+
+  _iterator (options: Record<string, unknown>): MirrorIterator<KDefault, VDefault> {
+    return new MirrorIterator(this, options, this.#innerIterator(options, options.values !== false))
+  }
+
+  #innerIterator (options: Record<string, unknown>, values: boolean): InnerIterator {
+    const { limit, keys, keyEncoding, valueEncoding, ...rest } = options
+    return this.#inner.iterator({
+      ...this.#readOptions(rest as ReadOptions),
+      keys: true,
+      values
+    }) as unknown as InnerIterator
+  }
+
+  // Not atomic (abstract-level allows that): deletes in logged batches of MANY keys each.
+  async _clear (options: Record<string, unknown>): Promise<void> {
+    const limit = typeof options.limit === 'number' && options.limit >= 0 ? options.limit : Infinity
+    const it = new MirrorIterator<Buffer, Buffer>(this, {
+      ...options,
+      limit: -1,
+      [ITERATOR_KEY_ENCODING]: this.keyEncoding('buffer'),
+      [ITERATOR_VALUE_ENCODING]: this.valueEncoding('buffer')
+    }, this.#innerIterator(options, false))
+    let cleared = 0
+    try {
+      while (cleared < limit) {
+        const entries = await it.nextv(Math.min(MANY, limit - cleared))
+        if (entries.length === 0) break
+        await this.#pipeline!.write(entries.map(([key]) => ({ type: 'del', key })))
+        cleared += entries.length
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
+  _snapshot (options: object): MirrorSnapshot {
+    return new MirrorSnapshot(options, this.#inner.snapshot())
+  }
+}
+
+function isAbstractLevel (db: unknown): db is InnerDb {
+  const d = db as InnerDb
+  return typeof d === 'object' && d !== null && typeof d.batch === 'function' &&
+    typeof d.iterator === 'function' && typeof d.open === 'function' && typeof d.supports === 'object'
+}
+
+function decodeOrigin (value: Uint8Array): Origin {
+  let origin: Origin
+  try {
+    origin = packr.unpack(value)
+  } catch (err) {
+    throw new MirrorError('The stored origin cannot be decoded', codes.CORRUPT, { cause: err })
+  }
+  if (typeof origin !== 'object' || origin === null || typeof origin.format !== 'number') {
+    throw new MirrorError('The stored origin is malformed', codes.CORRUPT)
+  }
+  if (origin.format > FORMAT) {
+    throw new MirrorError(`This store was written by a newer mirror-level (format ${origin.format}; this version reads ${FORMAT})`, codes.CORRUPT)
+  }
+  return origin
+}

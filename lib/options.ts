@@ -1,0 +1,17 @@
+import { MirrorError, codes } from './errors'
+
+/** Reads an optional positive safe integer option, refusing anything else with a coded error. */
+export function positiveInteger (where: string, name: string, value: unknown, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new MirrorError(`${where}: option '${name}' must be a positive integer, got ${describe(value)}`, codes.INVALID_OPTION)
+  }
+  return value
+}
+
+export function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'bigint') return `${value}n`
+  if (value === null || typeof value !== 'object') return String(value)
+  return Array.isArray(value) ? 'an array' : 'an object'
+}

@@ -1,0 +1,197 @@
+import { MirrorError, codes } from './errors'
+import { encodeHead, decodeHead, type Head } from './head'
+import { BUFFERS, type InnerDb, type InnerOp } from './inner'
+import { logKey, metaKey } from './keyspace'
+import { encodeRecord } from './log-record'
+
+export const HEAD_KEY = metaKey('head')
+
+interface PendingWrite {
+  ops: InnerOp[]
+  bytes: number
+  sync: boolean
+  resolve: (seq: number) => void
+  reject: (err: Error) => void
+  job?: undefined
+}
+
+interface PendingJob {
+  job: () => Promise<void>
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+export interface PipelineOptions {
+  /** A group commit takes queued writes until it holds this many ops (a larger write goes alone). */
+  maxGroupOps: number
+  /** ... or this many bytes of keys and values. */
+  maxGroupBytes: number
+  /** Called after every commit, in seq order. */
+  onCommit: (seq: number, head: Head) => void
+}
+
+/**
+ * The one queue every write passes through (invariant 2). Writes that queue up while the inner db
+ * commits the previous group are committed together as one inner batch with one seq (group commit);
+ * each inner batch also holds the log record of that seq and the new head (invariant 1). Jobs (log
+ * compaction, truncation) run between groups, so nothing else ever writes the log or the head.
+ */
+export class Pipeline {
+  #inner: InnerDb
+  #options: PipelineOptions
+  #queue: Array<PendingWrite | PendingJob> = []
+  #running = false
+  #idleWaiters: Array<() => void> = []
+  // After a failed commit we do not know for sure that nothing landed; re-read the head first.
+  #uncertain = false
+  head: Head
+
+  constructor (inner: InnerDb, head: Head, options: PipelineOptions) {
+    this.#inner = inner
+    this.head = head
+    this.#options = options
+  }
+
+  /** Commits `ops` atomically with their log record; resolves with the seq that holds them. */
+  write (ops: InnerOp[], sync = false): Promise<number> {
+    let bytes = 0
+    for (const op of ops) bytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ ops, bytes, sync, resolve, reject })
+      this.#kick()
+    })
+  }
+
+  /** Runs `job` alone, after every write queued before it. */
+  run (job: () => Promise<void>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ job, resolve, reject })
+      this.#kick()
+    })
+  }
+
+  /**
+   * Commits maintenance `ops` on the log (no user data, no new seq) with the new log size. Only
+   * for use inside a job.
+   */
+  async commitMaintenance (ops: InnerOp[], logBytes: number): Promise<void> {
+    const head = { seq: this.head.seq, logBytes }
+    await this.#inner.batch([...ops, { type: 'put', key: HEAD_KEY, value: encodeHead(head) }], BUFFERS)
+    this.head = head
+  }
+
+  /** Resolves when the queue is empty and nothing is being committed. */
+  idle (): Promise<void> {
+    if (!this.#running && this.#queue.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  #kick (): void {
+    if (this.#running) return
+    this.#running = true
+    this.#drain().finally(() => {
+      this.#running = false
+      if (this.#queue.length > 0) return this.#kick()
+      const waiters = this.#idleWaiters
+      this.#idleWaiters = []
+      for (const resolve of waiters) resolve()
+    })
+  }
+
+  async #drain (): Promise<void> {
+    while (this.#queue.length > 0) {
+      const first = this.#queue[0]
+      if (first.job !== undefined) {
+        this.#queue.shift()
+        try {
+          await first.job()
+          first.resolve()
+        } catch (err) {
+          first.reject(err as Error)
+        }
+        continue
+      }
+      const group = this.#takeGroup()
+      await this.#commitGroup(group)
+    }
+  }
+
+  #takeGroup (): PendingWrite[] {
+    const { maxGroupOps, maxGroupBytes } = this.#options
+    const group: PendingWrite[] = []
+    let ops = 0
+    let bytes = 0
+    while (this.#queue.length > 0) {
+      const next = this.#queue[0]
+      if (next.job !== undefined) break
+      if (group.length > 0 && (ops + next.ops.length > maxGroupOps || bytes + next.bytes > maxGroupBytes)) break
+      this.#queue.shift()
+      group.push(next)
+      ops += next.ops.length
+      bytes += next.bytes
+    }
+    return group
+  }
+
+  async #commitGroup (group: PendingWrite[]): Promise<void> {
+    try {
+      const seq = await this.#commit(group)
+      for (const w of group) w.resolve(seq)
+      return
+    } catch (err) {
+      if (group.length === 1) {
+        group[0].reject(failed(err))
+        return
+      }
+    }
+    // One bad write must not fail the writes it happened to share a group with: retry them alone,
+    // in their order, so each gets its own outcome.
+    for (const w of group) {
+      try {
+        w.resolve(await this.#commit([w]))
+      } catch (err) {
+        w.reject(failed(err))
+      }
+    }
+  }
+
+  async #commit (group: PendingWrite[]): Promise<number> {
+    if (this.#uncertain) {
+      const stored = await this.#inner.get(HEAD_KEY, BUFFERS)
+      if (stored !== undefined) this.head = decodeHead(stored)
+      this.#uncertain = false
+    }
+    const from = this.head.seq
+    const seq = from + 1
+    const ops: InnerOp[] = []
+    const keys: Buffer[] = []
+    let sync = false
+    for (const w of group) {
+      for (const op of w.ops) {
+        ops.push(op)
+        keys.push(op.key)
+      }
+      sync ||= w.sync
+    }
+    const recordKey = logKey(seq)
+    const record = encodeRecord(from, keys)
+    const head = { seq, logBytes: this.head.logBytes + recordKey.length + record.length }
+    ops.push({ type: 'put', key: recordKey, value: record })
+    ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) })
+    try {
+      // `sync` is classic-level's: fsync this batch (and so everything before it) to disk
+      await this.#inner.batch(ops, (sync ? { ...BUFFERS, sync } : BUFFERS) as typeof BUFFERS)
+    } catch (err) {
+      this.#uncertain = true
+      throw err
+    }
+    this.head = head
+    this.#options.onCommit(seq, head)
+    return seq
+  }
+}
+
+function failed (err: unknown): Error {
+  if (err instanceof MirrorError) return err
+  return new MirrorError('The inner database failed to commit the write', codes.WRITE_FAILED, { cause: err })
+}
