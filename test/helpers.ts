@@ -25,3 +25,32 @@ export function runTs (file: string, args: string[], options: { timeoutMs?: numb
     })
   })
 }
+
+import { decodeHead } from '../lib/head'
+import { BUFFERS, type InnerDb } from '../lib/inner'
+import { readRecords } from '../lib/log'
+import type { LogRecord } from '../lib/log-record'
+import { HEAD_KEY } from '../lib/pipeline'
+import { RESERVED_RANGE } from '../lib/keyspace'
+
+/** The head and every log record, read straight from an (open) inner db. */
+export async function inspectLog (inner: InnerDb): Promise<{ head: { seq: number, logBytes: number }, records: LogRecord[], bytes: number }> {
+  const raw = await inner.get(HEAD_KEY, BUFFERS)
+  const head = raw === undefined ? { seq: 0, logBytes: 0 } : decodeHead(raw)
+  const records: LogRecord[] = []
+  let bytes = 0
+  for await (const r of readRecords({ db: inner })) {
+    records.push({ from: r.from, to: r.to, keys: r.keys })
+    bytes += r.bytes
+  }
+  return { head, records, bytes }
+}
+
+/** Every user entry (outside the reserved range) of an inner db, as hex key -> hex value. */
+export async function userData (db: InnerDb): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const range of [{ lt: RESERVED_RANGE.gte }, { gte: RESERVED_RANGE.lt }]) {
+    for await (const [k, v] of db.iterator({ ...range, ...BUFFERS })) out.set(k.toString('hex'), v.toString('hex'))
+  }
+  return out
+}
