@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { MemoryLevel } from 'memory-level'
+import { MirrorLevel } from '../lib/mirror-level'
+import { inspectLog } from './helpers'
+
+// For every seq w the log still reaches, the records ending after w must name every key written
+// after w (or say "any key"): that is what lets a replica at w catch up incrementally.
+function checkCoverage (records: Array<{ from: number, to: number, keys: Buffer[] | null }>, writes: Array<{ seq: number, keys: string[] }>, head: number): void {
+  let prev = records.length > 0 ? records[0].from : head
+  for (const r of records) {
+    expect(r.from).toBe(prev)
+    expect(r.to).toBeGreaterThan(r.from)
+    prev = r.to
+  }
+  expect(prev).toBe(head)
+  const start = records.length > 0 ? records[0].from : head
+  // Walk w down from head, growing "keys written after w" and "keys named by records after w".
+  const needed = new Set<string>()
+  const named = new Set<string>()
+  let any = false
+  let r = records.length - 1
+  let i = writes.length - 1
+  for (let w = head - 1; w >= start; w--) {
+    while (i >= 0 && writes[i].seq > w) for (const k of writes[i--].keys) needed.add(k)
+    while (r >= 0 && records[r].to > w) {
+      const keys = records[r--].keys
+      if (keys === null) any = true
+      else for (const k of keys) named.add(String(k))
+    }
+    if (any) break
+    for (const k of needed) expect(named.has(k), `key ${k} missing for w=${w}`).toBe(true)
+  }
+}
+
+describe('log compaction', () => {
+  it('merges records of repeated keys and stays within the budget', async () => {
+    const inner = new MemoryLevel()
+    const db = new MirrorLevel(inner, { logBudget: 4096 })
+    await db.open()
+    const writes: Array<{ seq: number, keys: string[] }> = []
+    for (let i = 0; i < 2000; i++) {
+      const key = `key-${i % 20}`
+      await db.put(key, String(i))
+      writes.push({ seq: db.head!.seq, keys: [key] })
+    }
+    await db.put('last', 'x') // queued behind any compaction job
+    writes.push({ seq: db.head!.seq, keys: ['last'] })
+    const { head, records, bytes } = await inspectLog(inner as never)
+    expect(bytes).toBe(head.logBytes)
+    expect(head.logBytes).toBeLessThanOrEqual(4096 + 64)
+    // 20 keys fit in a quarter of the budget: compaction never needs "any key"
+    expect(records.every((r) => r.keys !== null)).toBe(true)
+    expect(records[0].from).toBe(0)
+    checkCoverage(records, writes, head.seq)
+    await db.close()
+  })
+
+  it('falls back to an "any key" record when distinct keys outgrow the budget', async () => {
+    const inner = new MemoryLevel()
+    const db = new MirrorLevel(inner, { logBudget: 2048 })
+    await db.open()
+    const writes: Array<{ seq: number, keys: string[] }> = []
+    for (let i = 0; i < 500; i++) {
+      await db.put(`distinct-${i}`, 'v')
+      writes.push({ seq: db.head!.seq, keys: [`distinct-${i}`] })
+    }
+    await db.put('last', 'x')
+    writes.push({ seq: db.head!.seq, keys: ['last'] })
+    const { head, records, bytes } = await inspectLog(inner as never)
+    expect(bytes).toBe(head.logBytes)
+    expect(head.logBytes).toBeLessThanOrEqual(2048 + 64)
+    expect(records[0].keys).toBeNull()
+    expect(records[0].from).toBe(0)
+    checkCoverage(records, writes, head.seq)
+    await db.close()
+  })
+
+  it('keeps every suffix of the log complete under random writes and budgets (fast-check)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 256, max: 8192 }),
+      fc.array(fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 300 }),
+      async (budget, batches) => {
+        const inner = new MemoryLevel()
+        const db = new MirrorLevel(inner, { logBudget: budget })
+        await db.open()
+        const writes: Array<{ seq: number, keys: string[] }> = []
+        for (const batch of batches) {
+          const keys = batch.map((k) => `k${k}`)
+          await db.batch(keys.map((key) => ({ type: 'put' as const, key, value: 'v' })))
+          writes.push({ seq: db.head!.seq, keys })
+        }
+        await db.put('end', 'x')
+        writes.push({ seq: db.head!.seq, keys: ['end'] })
+        const { head, records, bytes } = await inspectLog(inner as never)
+        expect(bytes).toBe(head.logBytes)
+        checkCoverage(records, writes, head.seq)
+        await db.close()
+      }
+    ), { numRuns: 60 })
+  })
+
+  it('resumes compaction of an over-budget log on open', async () => {
+    const inner = new MemoryLevel()
+    const big = new MirrorLevel(inner, { logBudget: 1_000_000 })
+    for (let i = 0; i < 300; i++) await big.put(`k${i % 10}`, 'v')
+    await big.close()
+    const small = new MirrorLevel(inner, { logBudget: 1024 })
+    await small.open()
+    await small.put('x', 'y')
+    const { head, bytes } = await inspectLog(inner as never)
+    expect(bytes).toBe(head.logBytes)
+    expect(head.logBytes).toBeLessThanOrEqual(1024 + 64)
+    await small.close()
+  })
+})
