@@ -113,6 +113,9 @@ export class Pipeline {
       }
       const group = this.#takeGroup()
       await this.#commitGroup(group)
+      // Let the writers just resolved queue their next writes (they run in microtasks) before the
+      // next group is taken: groups twice as large under concurrency, for one event-loop turn.
+      await new Promise(setImmediate)
     }
   }
 

@@ -1,0 +1,79 @@
+// Core write benchmarks: MirrorLevel over classic-level against bare classic-level, same run.
+// Every round writes into fresh databases, so both sides see the same LevelDB state.
+import { randomBytes } from 'node:crypto'
+
+// Keys are cut from one random pool: randomBytes() per key would cost more than the write.
+const pool = randomBytes(1 << 24)
+let at = 0
+function randomKey (): Buffer {
+  if (at + 16 > pool.length) at = 0
+  at += 16
+  return Buffer.from(pool.subarray(at - 16, at))
+}
+import { join } from 'node:path'
+import { ClassicLevel } from 'classic-level'
+import { MirrorLevel } from '../lib/mirror-level'
+import { BlockDevice } from '../lib/block-device'
+import { alternate, benchDir, report, timed, type Measured, type Result } from './harness'
+
+type Db = ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffer, Buffer>
+const BUF = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
+
+// Opens a fresh bare or mirrored classic-level db for one round, runs the timed part, closes it.
+function side (name: string, mirrored: boolean, work: (db: Db) => Promise<number>) {
+  const dir = benchDir(name)
+  return {
+    name,
+    round: async (r: number): Promise<Measured> => {
+      const path = join(dir, String(r))
+      const db: Db = mirrored ? new MirrorLevel<Buffer, Buffer>(new ClassicLevel(path), BUF) : new ClassicLevel<Buffer, Buffer>(path, BUF)
+      await db.open()
+      const m = await timed(() => work(db))
+      await db.close()
+      return m
+    }
+  }
+}
+
+export async function batches4k (rounds = 12, batches = 200): Promise<Result> {
+  const value = randomBytes(4096)
+  const work = async (db: Db) => {
+    for (let b = 0; b < batches; b++) {
+      await db.batch(Array.from({ length: 100 }, () => ({ type: 'put' as const, key: randomKey(), value })))
+    }
+    return batches * 100
+  }
+  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  return report('4 KiB values, batches of 100, one batch at a time (async)', 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.85x')
+}
+
+export async function concurrentPuts (rounds = 12, puts = 20_000, concurrency = 64): Promise<Result> {
+  const value = randomBytes(100)
+  const work = async (db: Db) => {
+    let left = puts
+    const worker = async () => { while (left-- > 0) await db.put(randomKey(), value) }
+    await Promise.all(Array.from({ length: concurrency }, worker))
+    return puts
+  }
+  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  return report(`${concurrency} concurrent 100-byte puts`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 1.2x')
+}
+
+export async function deviceWrites (rounds = 12, writes = 5000, size = 256 * 1024 * 1024): Promise<Result> {
+  const chunks = size / 4096
+  const data = randomBytes(4096)
+  const key = (i: number) => { const k = Buffer.alloc(9); k[0] = 0x63; k.writeUIntBE(i, 3, 6); return k }
+  const bare = async (db: Db) => {
+    for (let w = 0; w < writes; w++) await db.put(key(Math.floor(Math.random() * chunks)), data)
+    return writes
+  }
+  const device = async (db: Db) => {
+    const dev = new BlockDevice(db, { size, chunkSize: 4096 })
+    await dev.open()
+    for (let w = 0; w < writes; w++) await dev.write(Math.floor(Math.random() * chunks) * 4096, data)
+    await dev.close()
+    return writes
+  }
+  const [a, m] = await alternate([side('bare', false, bare), side('device', true, device)], rounds)
+  return report('BlockDevice 4 KiB aligned random writes, one at a time', 'writes', ['raw classic-level puts of the chunks', a], ['BlockDevice on MirrorLevel(classic-level)', m], 'none; for reference')
+}

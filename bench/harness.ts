@@ -1,0 +1,66 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** A temporary directory for one benchmark, removed when the process exits. */
+export function benchDir (name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `mirror-level-bench-${name}-`))
+  process.on('exit', () => {
+    try { rmSync(dir, { recursive: true, force: true, maxRetries: 3 }) } catch {}
+  })
+  return dir
+}
+
+export interface Measured {
+  units: number
+  seconds: number
+}
+
+/** Times `fn`, which returns how many units (ops, bytes) it did. */
+export async function timed (fn: () => Promise<number>): Promise<Measured> {
+  const t0 = process.hrtime.bigint()
+  const units = await fn()
+  return { units, seconds: Number(process.hrtime.bigint() - t0) / 1e9 }
+}
+
+export interface Side {
+  name: string
+  /**
+   * One round of the workload. It times only the part that counts (with `timed`), so opening and
+   * closing databases, and LevelDB's background compaction that closing waits for, stay out of it.
+   */
+  round: (round: number) => Promise<Measured>
+}
+
+/**
+ * Runs the sides' rounds alternately (A B, B A, A B, ...) so that drift of the machine hits both
+ * alike, and returns each side's throughput in units per second.
+ */
+export async function alternate (sides: [Side, Side], rounds: number): Promise<[number, number]> {
+  const seconds = [0, 0]
+  const units = [0, 0]
+  for (let r = 0; r < rounds; r++) {
+    for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+      const m = await sides[i].round(r)
+      units[i] += m.units
+      seconds[i] += m.seconds
+    }
+  }
+  return [units[0] / seconds[0], units[1] / seconds[1]]
+}
+
+export function fmt (n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(1)
+}
+
+export interface Result {
+  title: string
+  ratio: number
+  target: string
+}
+
+export function report (title: string, unit: string, base: [string, number], ours: [string, number], target: string): Result {
+  const ratio = ours[1] / base[1]
+  console.log(`${title}\n  ${base[0].padEnd(40)} ${fmt(base[1]).padStart(8)} ${unit}/s\n  ${ours[0].padEnd(40)} ${fmt(ours[1]).padStart(8)} ${unit}/s\n  ratio ${ratio.toFixed(2)}x (target ${target})\n`)
+  return { title, ratio, target }
+}

@@ -1,0 +1,21 @@
+// npm run bench [-- name ...]: runs the benchmarks (all by default) and prints ratios against the
+// bare inner db measured in the same run.
+import { cpus } from 'node:os'
+import { batches4k, concurrentPuts, deviceWrites } from './core'
+import type { Result } from './harness'
+
+const all: Record<string, () => Promise<Result>> = {
+  batches: () => batches4k(),
+  concurrent: () => concurrentPuts(),
+  device: () => deviceWrites()
+}
+
+const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(all)
+for (const name of chosen) {
+  if (!(name in all)) throw new Error(`unknown benchmark '${name}'; choose from ${Object.keys(all).join(', ')}`)
+}
+console.log(`mirror-level benchmarks: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}\n`)
+const results: Result[] = []
+for (const name of chosen) results.push(await all[name]())
+console.log('summary')
+for (const r of results) console.log(`  ${r.ratio.toFixed(2)}x  ${r.title} (target ${r.target})`)
