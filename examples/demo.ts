@@ -11,7 +11,7 @@ console.log(`mirror-level demo in ${root}\n`)
 
 try {
   // An app's existing store, wrapped. MirrorLevel is a drop-in abstract-level database.
-  const db = new MirrorLevel(new ClassicLevel(appDir), { valueEncoding: 'json' })
+  const db = new MirrorLevel<string, any>(new ClassicLevel(appDir), { valueEncoding: 'json' })
   await db.open()
   console.log('1. writes through MirrorLevel')
   await db.put('user:1', { name: 'Ada' })

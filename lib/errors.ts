@@ -16,7 +16,17 @@ export const codes = {
   /** Internal state in the reserved range is not what this version of mirror-level wrote. */
   CORRUPT: 'MIRROR_CORRUPT',
   /** The inner database failed to commit a write; the write was not applied. */
-  WRITE_FAILED: 'MIRROR_WRITE_FAILED'
+  WRITE_FAILED: 'MIRROR_WRITE_FAILED',
+  /** A batch would leave a gap on a replica (it starts past the replica's watermark). Not applied. */
+  GAP: 'MIRROR_GAP',
+  /** A batch part is malformed or out of order. Not applied. */
+  BAD_PART: 'MIRROR_BAD_PART',
+  /** A replica is in another line of history than the primary (split-brain). Not written to. */
+  DIVERGED: 'MIRROR_DIVERGED',
+  /** A write or `replicated()` waited longer than its timeout for replicas. The local write stays. */
+  REPLICA_TIMEOUT: 'MIRROR_REPLICA_TIMEOUT',
+  /** The database or replica was closed while an operation waited on it. */
+  CLOSED: 'MIRROR_CLOSED'
 } as const
 
 export type MirrorErrorCode = (typeof codes)[keyof typeof codes]

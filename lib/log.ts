@@ -96,3 +96,18 @@ export async function compactionStep (db: InnerDb, head: Head, limits: Compactio
   ops.push({ type: 'put', key: logKey(to), value: merged })
   return { ops, logBytes: head.logBytes - takenBytes + logKey(to).length + merged.length }
 }
+
+/**
+ * One atomic truncation step: deletes up to `maxRecords` of the oldest records that end at or
+ * before `upto` (every replica has applied them). Null when there are none.
+ */
+export async function truncationStep (db: InnerDb, head: Head, upto: number, maxRecords: number): Promise<{ ops: InnerOp[], logBytes: number } | null> {
+  const ops: InnerOp[] = []
+  let bytes = 0
+  for await (const record of readRecords({ db }, -1, upto)) {
+    ops.push({ type: 'del', key: logKey(record.to) })
+    bytes += record.bytes
+    if (ops.length >= maxRecords) break
+  }
+  return ops.length === 0 ? null : { ops, logBytes: head.logBytes - bytes }
+}

@@ -5,10 +5,12 @@ import { MirrorError, codes } from './errors'
 import { decodeHead, encodeHead } from './head'
 import { BUFFERS, type InnerDb, type InnerOp } from './inner'
 import { isReserved, metaKey, reservedEnd, reservedStart } from './keyspace'
-import { compactionStep } from './log'
+import type { ReplicaAdapter } from './adapter'
+import { compactionStep, truncationStep } from './log'
+import { Replication, type Mode, type OnReplicaDown, type ReplicaStatus } from './replication'
 import { MirrorIterator, type InnerIterator } from './mirror-iterator'
 import { MirrorSnapshot } from './mirror-snapshot'
-import { describe, positiveInteger } from './options'
+import { describe, nonNegativeInteger, positiveInteger } from './options'
 import { HEAD_KEY, Pipeline } from './pipeline'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
@@ -27,6 +29,31 @@ export interface MirrorLevelOptions<K = string, V = string> extends AbstractData
   maxGroupOps?: number
   /** ... and up to this many bytes of keys and values. Default 16 MiB. */
   maxGroupBytes?: number
+  /** The replicas to mirror to, one adapter each (e.g. `LevelReplica`, `TcpReplica`). Default none. */
+  replicas?: ReplicaAdapter[]
+  /**
+   * When a write's promise resolves: `'async'` (default) after the local commit; `'memsync'` once
+   * the replicas have received it too; `'fullsync'` once they have applied it.
+   */
+  mode?: Mode
+  /**
+   * In `memsync` and `fullsync` mode, what a write does while a replica is down or not yet synced:
+   * `'degrade'` (default) resolves without it (status and the `replica-down` event say so);
+   * `'block'` waits for it, up to `replicaTimeout`.
+   */
+  onReplicaDown?: OnReplicaDown
+  /** With `onReplicaDown: 'block'`: how long a write waits before it rejects with `MIRROR_REPLICA_TIMEOUT` (the local write stays). Default 30 000 ms; 0 waits forever. */
+  replicaTimeout?: number
+}
+
+/** What `status()` returns. */
+export interface MirrorStatus {
+  /** The last committed seq and the log's size. */
+  head: MirrorHead
+  mode: Mode
+  /** This primary's current generation. */
+  generation: string
+  replicas: ReplicaStatus[]
 }
 
 /** What is recorded the first time a store is wrapped. */
@@ -67,6 +94,14 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #maxGroupBytes: number
   #origin: Origin | null = null
   #compacting = false
+  #truncateTo = 0
+  #truncating = false
+  #adapters: ReplicaAdapter[]
+  #mode: Mode
+  #onReplicaDown: OnReplicaDown
+  #replicaTimeout: number
+  #history: Array<[string, number]> = []
+  #replication: Replication | null = null
 
   constructor (inner: InnerDb, options: MirrorLevelOptions<KDefault, VDefault> = {}) {
     if (!isAbstractLevel(inner)) {
@@ -75,10 +110,24 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (typeof options !== 'object' || options === null) {
       throw new MirrorError(`MirrorLevel: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
     }
-    const { logBudget, maxGroupOps, maxGroupBytes, ...forward } = options
+    const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, ...forward } = options
     const budget = positiveInteger('MirrorLevel', 'logBudget', logBudget, 64 * 1024 * 1024)
     const groupOps = positiveInteger('MirrorLevel', 'maxGroupOps', maxGroupOps, 10_000)
     const groupBytes = positiveInteger('MirrorLevel', 'maxGroupBytes', maxGroupBytes, 16 * 1024 * 1024)
+    const adapters = replicas ?? []
+    if (!Array.isArray(adapters) || !adapters.every(isAdapter)) {
+      throw new MirrorError('MirrorLevel: option \'replicas\' must be an array of replica adapters (hello, apply, close)', codes.INVALID_OPTION)
+    }
+    if (adapters.length > 0 && !inner.supports.explicitSnapshots) {
+      throw new MirrorError('MirrorLevel: replication reads from snapshots, and this inner db has no explicit snapshots (classic-level, memory-level and level do)', codes.INVALID_OPTION)
+    }
+    if (mode !== undefined && !['async', 'memsync', 'fullsync'].includes(mode)) {
+      throw new MirrorError(`MirrorLevel: option 'mode' must be 'async', 'memsync' or 'fullsync', got ${describe(mode)}`, codes.INVALID_OPTION)
+    }
+    if (onReplicaDown !== undefined && !['degrade', 'block'].includes(onReplicaDown)) {
+      throw new MirrorError(`MirrorLevel: option 'onReplicaDown' must be 'degrade' or 'block', got ${describe(onReplicaDown)}`, codes.INVALID_OPTION)
+    }
+    const timeout = nonNegativeInteger('MirrorLevel', 'replicaTimeout', replicaTimeout, 30_000)
     const supports = inner.supports as typeof inner.supports & { getSync?: boolean }
     super({
       encodings: { buffer: true },
@@ -95,6 +144,10 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     this.#logBudget = budget
     this.#maxGroupOps = groupOps
     this.#maxGroupBytes = groupBytes
+    this.#adapters = [...adapters]
+    this.#mode = mode ?? 'async'
+    this.#onReplicaDown = onReplicaDown ?? 'degrade'
+    this.#replicaTimeout = timeout
   }
 
   /** The last committed seq and the log's size, or null while not open. */
@@ -109,20 +162,35 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
 
   async _open (): Promise<void> {
     await this.#inner.open()
-    const [head, origin] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY], BUFFERS)
+    const [head, origin, history] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY, HISTORY_KEY], BUFFERS)
     if (origin === undefined) {
       await this.#initialise()
     } else {
       this.#origin = decodeOrigin(origin)
-      if (head === undefined) throw new MirrorError('The stored head is missing', codes.CORRUPT)
+      if (head === undefined || history === undefined) throw new MirrorError('The stored head or history is missing', codes.CORRUPT)
+      this.#history = decodeHistory(history)
     }
     const stored = head === undefined ? { seq: 0, logBytes: 0 } : decodeHead(head)
-    this.#pipeline = new Pipeline(this.#inner, stored, {
+    const pipeline = new Pipeline(this.#inner, stored, {
       maxGroupOps: this.#maxGroupOps,
       maxGroupBytes: this.#maxGroupBytes,
-      onCommit: (seq, h) => this.#afterCommit(h.logBytes)
+      onCommit: (seq, h, bytes) => {
+        this.#afterCommit(h.logBytes)
+        this.#replication?.onCommit(seq, bytes)
+      }
     })
+    this.#pipeline = pipeline
+    this.#truncateTo = 0
     if (stored.logBytes > this.#logBudget) this.#afterCommit(stored.logBytes)
+    this.#replication = new Replication({
+      inner: this.#inner,
+      generation: this.#history[this.#history.length - 1][0],
+      history: () => this.#history.map(([g, s]) => [g, s]),
+      head: () => pipeline.head.seq,
+      truncate: (seq) => this.#truncate(seq),
+      emit: (event, payload) => this.emit(event, payload)
+    }, this.#adapters, { mode: this.#mode, onReplicaDown: this.#onReplicaDown, replicaTimeout: this.#replicaTimeout })
+    this.#replication.start()
   }
 
   // The first wrap of a store: record whether it already held data the log knows nothing of.
@@ -131,6 +199,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const above = below.length > 0 ? [] : await this.#inner.keys({ gte: reservedEnd, limit: 1, keyEncoding: 'buffer' }).all()
     this.#origin = { format: FORMAT, createdAt: Date.now(), preexisting: below.length + above.length > 0 }
     const generation = randomBytes(16).toString('hex')
+    this.#history = [[generation, 0]]
     await this.#inner.batch([
       { type: 'put', key: HEAD_KEY, value: encodeHead({ seq: 0, logBytes: 0 }) },
       { type: 'put', key: HISTORY_KEY, value: packr.pack([[generation, 0]]) },
@@ -140,8 +209,56 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
 
   async _close (): Promise<void> {
     if (this.#pipeline !== null) await this.#pipeline.idle()
+    if (this.#replication !== null) await this.#replication.close()
+    this.#replication = null
+    if (this.#pipeline !== null) await this.#pipeline.idle()
     this.#pipeline = null
     await this.#inner.close()
+  }
+
+  /**
+   * Where the primary and each replica stand: state, watermark, lag in seqs, bytes and ms, and
+   * why a replica is down or refused. Throws `MIRROR_NOT_OPEN` while closed. (Not `status()`:
+   * abstract-level's `db.status` is the open/closed state.)
+   */
+  mirrorStatus (): MirrorStatus {
+    if (this.#pipeline === null || this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
+    return {
+      head: { ...this.#pipeline.head },
+      mode: this.#mode,
+      generation: this.#history[this.#history.length - 1][0],
+      replicas: this.#replication.status()
+    }
+  }
+
+  /**
+   * Resolves once every replica has applied every write committed before the call. With
+   * `timeout` (ms), rejects with `MIRROR_REPLICA_TIMEOUT` after it instead of waiting on.
+   */
+  async replicated (options: { timeout?: number } = {}): Promise<void> {
+    if (this.status === 'opening') await this.open()
+    if (this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
+    const timeout = nonNegativeInteger('replicated()', 'timeout', options?.timeout, 0)
+    await this.#replication.replicated(timeout)
+  }
+
+  // Deletes records every replica has applied, as one pipeline job at a time.
+  #truncate (seq: number): void {
+    this.#truncateTo = Math.max(this.#truncateTo, seq)
+    if (this.#truncating) return
+    this.#truncating = true
+    const pipeline = this.#pipeline!
+    pipeline.run(async () => {
+      while (true) {
+        const step = await truncationStep(this.#inner, pipeline.head, this.#truncateTo, 10_000)
+        if (step === null) break
+        await pipeline.commitMaintenance(step.ops, step.logBytes)
+      }
+    }).catch((err) => {
+      this.#report(new MirrorError('Log truncation failed', codes.WRITE_FAILED, { cause: err }))
+    }).finally(() => {
+      this.#truncating = false
+    })
   }
 
   #afterCommit (logBytes: number): void {
@@ -176,12 +293,18 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     return this.#pipeline!.write(ops, options?.sync === true)
   }
 
+  // The local commit, then whatever the mode waits for.
+  async #commit (ops: InnerOp[], options: { sync?: unknown } | undefined): Promise<void> {
+    const seq = await this.#write(ops, options)
+    if (this.#mode !== 'async') await this.#replication!.waitFor(seq)
+  }
+
   async _put (key: Buffer, value: Buffer, options?: { sync?: unknown }): Promise<void> {
-    await this.#write([{ type: 'put', key, value }], options)
+    await this.#commit([{ type: 'put', key, value }], options)
   }
 
   async _del (key: Buffer, options?: { sync?: unknown }): Promise<void> {
-    await this.#write([{ type: 'del', key }], options)
+    await this.#commit([{ type: 'del', key }], options)
   }
 
   async _batch (operations: Op[], options?: { sync?: unknown }): Promise<void> {
@@ -190,7 +313,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       const op = operations[i]
       ops[i] = op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : { type: 'del', key: op.key }
     }
-    await this.#write(ops, options)
+    await this.#commit(ops, options)
   }
 
   #readOptions (options: ReadOptions | undefined): ReadOptions {
@@ -257,7 +380,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       while (cleared < limit) {
         const entries = await it.nextv(Math.min(MANY, limit - cleared))
         if (entries.length === 0) break
-        await this.#pipeline!.write(entries.map(([key]) => ({ type: 'del', key })))
+        await this.#commit(entries.map(([key]) => ({ type: 'del', key })), undefined)
         cleared += entries.length
       }
     } finally {
@@ -274,6 +397,24 @@ function isAbstractLevel (db: unknown): db is InnerDb {
   const d = db as InnerDb
   return typeof d === 'object' && d !== null && typeof d.batch === 'function' &&
     typeof d.iterator === 'function' && typeof d.open === 'function' && typeof d.supports === 'object'
+}
+
+function isAdapter (a: unknown): a is ReplicaAdapter {
+  const x = a as ReplicaAdapter
+  return typeof x === 'object' && x !== null && typeof x.hello === 'function' && typeof x.apply === 'function' && typeof x.close === 'function'
+}
+
+function decodeHistory (value: Uint8Array): Array<[string, number]> {
+  let history: unknown
+  try {
+    history = packr.unpack(value)
+  } catch (err) {
+    throw new MirrorError('The stored generation history cannot be decoded', codes.CORRUPT, { cause: err })
+  }
+  if (!Array.isArray(history) || history.length === 0 || !history.every((h) => Array.isArray(h) && typeof h[0] === 'string' && Number.isSafeInteger(h[1]))) {
+    throw new MirrorError('The stored generation history is malformed', codes.CORRUPT)
+  }
+  return history as Array<[string, number]>
 }
 
 function decodeOrigin (value: Uint8Array): Origin {

@@ -9,6 +9,15 @@ export function positiveInteger (where: string, name: string, value: unknown, fa
   return value
 }
 
+/** Reads an optional non-negative safe integer option. */
+export function nonNegativeInteger (where: string, name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new MirrorError(`${where}: option '${name}' must be a non-negative integer, got ${describe(value)}`, codes.INVALID_OPTION)
+  }
+  return value
+}
+
 export function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'bigint') return `${value}n`

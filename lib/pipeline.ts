@@ -26,8 +26,8 @@ export interface PipelineOptions {
   maxGroupOps: number
   /** ... or this many bytes of keys and values. */
   maxGroupBytes: number
-  /** Called after every commit, in seq order. */
-  onCommit: (seq: number, head: Head) => void
+  /** Called after every commit, in seq order, with the bytes of keys and values it wrote. */
+  onCommit: (seq: number, head: Head, bytes: number) => void
 }
 
 /**
@@ -169,7 +169,9 @@ export class Pipeline {
     const ops: InnerOp[] = []
     const keys: Buffer[] = []
     let sync = false
+    let bytes = 0
     for (const w of group) {
+      bytes += w.bytes
       for (const op of w.ops) {
         ops.push(op)
         keys.push(op.key)
@@ -189,7 +191,7 @@ export class Pipeline {
       throw err
     }
     this.head = head
-    this.#options.onCommit(seq, head)
+    this.#options.onCommit(seq, head, bytes)
     return seq
   }
 }

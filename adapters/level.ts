@@ -1,0 +1,49 @@
+import type { AbstractLevel } from 'abstract-level'
+import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
+import { MirrorError, codes } from '../lib/errors'
+import { describe } from '../lib/options'
+import { ReplicaEngine } from '../lib/replica'
+
+/** Options of {@link LevelReplica}: the common replica options; it has no transport of its own. */
+export type LevelReplicaOptions = CommonReplicaOptions
+
+let count = 0
+
+/**
+ * A replica in this process: any abstract-level database, normally a classic-level directory on
+ * another disk. The adapter owns the replica db: it opens it when the primary first connects and
+ * closes it when the primary closes. Do not write to the replica db yourself; read it, or open
+ * the directory with plain `level` once the primary is closed.
+ */
+export class LevelReplica implements ReplicaAdapter {
+  readonly name: string
+  readonly options: LevelReplicaOptions
+  #engine: ReplicaEngine
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  constructor (db: AbstractLevel<any, any, any>, options: LevelReplicaOptions = {}) {
+    if (typeof db !== 'object' || db === null || typeof db.batch !== 'function' || typeof db.iterator !== 'function') {
+      throw new MirrorError(`LevelReplica: the first argument must be an abstract-level database, got ${describe(db)}`, codes.INVALID_OPTION)
+    }
+    if (typeof options !== 'object' || options === null) {
+      throw new MirrorError(`LevelReplica: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
+    }
+    this.name = `level-${++count}`
+    this.options = { ...options }
+    this.#engine = new ReplicaEngine(db)
+  }
+
+  async hello (): Promise<ReplicaHello> {
+    await this.#engine.open()
+    return this.#engine.hello()
+  }
+
+  async apply (part: BatchPart, received?: () => void): Promise<PartAck> {
+    received?.()
+    return await this.#engine.apply(part)
+  }
+
+  async close (): Promise<void> {
+    await this.#engine.close()
+  }
+}

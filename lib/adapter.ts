@@ -1,0 +1,108 @@
+/**
+ * The replica transport interface. An adapter moves batches to one replica and reports what the
+ * replica holds; it makes no decisions. When to ship, what to combine, what to retry and how long
+ * to wait all live in the replicator (like Litestream's ReplicaClient, the interface is thin).
+ *
+ * At the far end, a {@link ReplicaEngine} does the applying: adapters for another process or
+ * machine carry these calls to an engine there (see `TcpReplica`), in-process ones call it directly
+ * (see `LevelReplica`).
+ */
+
+/** One operation of a batch, with binary keys and values. */
+export type ReplicaOp =
+  | { type: 'put', key: Buffer, value: Buffer }
+  | { type: 'del', key: Buffer }
+
+/**
+ * One part of a batch. A batch takes the replica from its watermark `from` to the primary's state
+ * at seq `to` and is applied atomically once its final part has arrived. Small batches are one part.
+ *
+ * A full batch (`full: true`) is a complete copy: part `i` lists every user key of the primary in
+ * the key range `(after, upto]` (null bounds are open ends), and applying it also deletes the
+ * replica's keys in that range that it does not list. Parts of a full batch cover the keyspace in
+ * order. A full batch may end with `incremental` parts: the keys changed between the seq its
+ * earlier parts were read at and `to` (a resumed copy, see the README).
+ */
+export interface BatchPart {
+  /** The primary's generation (its line of history) this batch belongs to. */
+  generation: string
+  /** The replica watermark this batch starts from (ignored for a full batch). */
+  from: number
+  /** The seq of the primary state this batch reaches. */
+  to: number
+  /** Position of this part in its batch, from 0. */
+  index: number
+  /** The last part: apply the batch now. */
+  final: boolean
+  /** A full copy rather than the keys changed since `from`. */
+  full: boolean
+  /** For a full batch's copy parts: the key range this part covers completely. */
+  range?: { after: Buffer | null, upto: Buffer | null }
+  ops: ReplicaOp[]
+}
+
+/** A staged, not yet applied, full copy that a primary may resume. */
+export interface PendingCopy {
+  /** The seq the staged parts were read at. */
+  to: number
+  generation: string
+  /** How many parts are staged. */
+  parts: number
+  /** The last key the staged parts cover (null: none yet). */
+  upto: Buffer | null
+}
+
+/** What a replica reports when a primary connects. */
+export interface ReplicaHello {
+  /** The primary generation of the state it holds, or null if it was never synced. */
+  generation: string | null
+  /** The seq of the primary state it holds (0 if never synced). */
+  watermark: number
+  /** A full copy staged but not applied, if any. */
+  pending: PendingCopy | null
+}
+
+/** The replica's answer to a part. */
+export interface PartAck {
+  /** The replica's watermark after this part (it moves only on a final part). */
+  watermark: number
+}
+
+/** Options every adapter takes, read by the replicator. */
+export interface CommonReplicaOptions {
+  /** Name in status() and events. Default: the adapter's own (e.g. 'level-1'). */
+  name?: string
+  /**
+   * Coalescing window in ms: after a write, wait this long for more writes before shipping, so
+   * consecutive writes to the same keys are combined. 0 ships at once. Default 50. Writes waiting
+   * in memsync or fullsync mode are shipped without waiting.
+   */
+  maxDelay?: number
+  /** At most this many ops in one part. Default 1000. */
+  maxBatchOps?: number
+  /** About this many bytes of keys and values in one part. Default 4 MiB. */
+  maxBatchBytes?: number
+  /** First retry delay after a failure, in ms. Default 100. */
+  retryMinDelay?: number
+  /** Longest retry delay, in ms; delays double up to it, with jitter. Default 10000. */
+  retryMaxDelay?: number
+}
+
+/** A replica transport. */
+export interface ReplicaAdapter {
+  /** A default name for status() and events. */
+  readonly name: string
+  /** The common options (validated by the replicator) plus the adapter's own. */
+  readonly options: CommonReplicaOptions
+  /** Connects if needed and reports what the replica holds. Called again after any failure. */
+  hello (): Promise<ReplicaHello>
+  /**
+   * Delivers one part. Resolves once it is staged (non-final parts) or applied together with the
+   * rest of its batch (final part). `received` is called as soon as the replica holds the part in
+   * memory (memsync), which may be before it resolves. Idempotent: a part whose batch the replica's
+   * watermark already covers changes nothing and resolves with the watermark.
+   */
+  apply (part: BatchPart, received?: () => void): Promise<PartAck>
+  /** Releases the transport. The replicator calls it once, when the primary closes. */
+  close (): Promise<void>
+}

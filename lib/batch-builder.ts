@@ -1,0 +1,154 @@
+import type { AbstractSnapshot } from 'abstract-level'
+import type { BatchPart, ReplicaOp } from './adapter'
+import { BUFFERS, type InnerDb } from './inner'
+import { readRecords } from './log'
+import { userRanges } from './user-ranges'
+
+/** A consistent view of the primary: its inner db at one explicit snapshot. */
+export interface SnapshotSource {
+  db: InnerDb
+  snapshot: AbstractSnapshot
+}
+
+export interface PartLimits {
+  maxOps: number
+  maxBytes: number
+}
+
+export type Plan =
+  | { kind: 'incremental', from: number, to: number }
+  | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null }
+
+/**
+ * Whether the log in `source` can take a replica at `watermark` to `to` incrementally: the records
+ * ending after the watermark must start at or before it, and none may say "any key".
+ */
+export async function logCovers (source: SnapshotSource, watermark: number, to: number): Promise<boolean> {
+  if (to <= watermark) return true
+  let first = true
+  for await (const record of readRecords(source, watermark, to)) {
+    if (first && record.from > watermark) return false
+    first = false
+    if (record.keys === null) return false
+  }
+  return !first
+}
+
+/** Ops of one part, bounded in count and bytes. */
+class PartBuffer {
+  ops: ReplicaOp[] = []
+  bytes = 0
+  constructor (private limits: PartLimits) {}
+  add (op: ReplicaOp): void {
+    this.ops.push(op)
+    this.bytes += op.key.length + (op.type === 'put' ? op.value.length : 0) + 8
+  }
+
+  get full (): boolean { return this.ops.length >= this.limits.maxOps || this.bytes >= this.limits.maxBytes }
+  take (): ReplicaOp[] {
+    const ops = this.ops
+    this.ops = []
+    this.bytes = 0
+    return ops
+  }
+}
+
+/**
+ * Ops for the keys changed in `(after, to]`: every key the log names there, with its value in the
+ * snapshot (or a del). Keys are read a page of records at a time and deduplicated within a part; a
+ * key named in two parts is shipped twice with the same value, which is harmless.
+ */
+async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits): AsyncGenerator<ReplicaOp[]> {
+  let keys = new Map<string, Buffer>()
+  let keyBytes = 0
+  const flush = async function * (): AsyncGenerator<ReplicaOp[]> {
+    const list = [...keys.values()]
+    keys = new Map()
+    keyBytes = 0
+    // Values are read in pages too, so a part stays within maxBytes even for large values.
+    const part = new PartBuffer(limits)
+    for (let at = 0; at < list.length; at += 256) {
+      const page = list.slice(at, at + 256)
+      const values: Array<Buffer | undefined> = await source.db.getMany(page, { ...BUFFERS, snapshot: source.snapshot })
+      for (let i = 0; i < page.length; i++) {
+        const value = values[i]
+        part.add(value === undefined ? { type: 'del', key: page[i] } : { type: 'put', key: page[i], value })
+        if (part.full) yield part.take()
+      }
+    }
+    if (part.ops.length > 0) yield part.take()
+  }
+  for await (const record of readRecords(source, after, to)) {
+    for (const key of record.keys ?? []) {
+      const id = key.toString('latin1')
+      if (keys.has(id)) continue
+      keys.set(id, key)
+      keyBytes += key.length
+      if (keys.size >= limits.maxOps || keyBytes >= limits.maxBytes) yield * flush()
+    }
+  }
+  if (keys.size > 0) yield * flush()
+}
+
+/** Every user entry of the snapshot after key `after`, in key order, a part's worth at a time. */
+async function * copyOps (source: SnapshotSource, after: Buffer | null, limits: PartLimits): AsyncGenerator<ReplicaOp[]> {
+  const part = new PartBuffer(limits)
+  for (const range of userRanges(after, null)) {
+    const it = source.db.iterator({ ...range, ...BUFFERS, snapshot: source.snapshot })
+    try {
+      while (true) {
+        const entries: Array<[Buffer, Buffer]> = await it.nextv(256)
+        if (entries.length === 0) break
+        for (const [key, value] of entries) {
+          part.add({ type: 'put', key, value })
+          if (part.full) yield part.take()
+        }
+      }
+    } finally {
+      await it.close()
+    }
+  }
+  if (part.ops.length > 0) yield part.take()
+}
+
+/**
+ * The parts of one batch for `plan`, read from `source`, the last one marked final. Holds at most
+ * two parts in memory (one of lookahead, to know which part is the last).
+ */
+export async function * buildParts (source: SnapshotSource, plan: Plan, generation: string, limits: PartLimits): AsyncGenerator<BatchPart> {
+  let index = plan.kind === 'full' && plan.resume !== null ? plan.resume.index : 0
+  let held: BatchPart | null = null
+  const emit = function * (part: Omit<BatchPart, 'index' | 'final' | 'generation'>): Generator<BatchPart> {
+    if (held !== null) yield held
+    held = { ...part, generation, index: index++, final: false }
+  }
+
+  if (plan.kind === 'incremental') {
+    for await (const ops of changedOps(source, plan.from, plan.to, limits)) {
+      yield * emit({ from: plan.from, to: plan.to, full: false, ops })
+    }
+    // A batch with nothing to change still moves the watermark (e.g. writes that were refused).
+    if (held === null) yield * emit({ from: plan.from, to: plan.to, full: false, ops: [] })
+  } else {
+    let after = plan.resume?.after ?? null
+    for await (const ops of copyOps(source, after, limits)) {
+      const upto = ops[ops.length - 1].key
+      yield * emit({ from: 0, to: plan.to, full: true, range: { after, upto }, ops })
+      after = upto
+    }
+    // The last copy part reaches the end of the keyspace (and deletes whatever the replica has there).
+    const last = held as BatchPart | null
+    if (last !== null && last.range !== undefined && last.range.upto === after) {
+      last.range = { after: last.range.after, upto: null }
+    } else {
+      yield * emit({ from: 0, to: plan.to, full: true, range: { after, upto: null }, ops: [] })
+    }
+    if (plan.resume !== null && plan.resume.seq < plan.to) {
+      // Parts staged before the resume were read at an older seq: ship what changed since.
+      for await (const ops of changedOps(source, plan.resume.seq, plan.to, limits)) {
+        yield * emit({ from: 0, to: plan.to, full: true, ops })
+      }
+    }
+  }
+  if (held !== null) yield { ...(held as BatchPart), final: true }
+}

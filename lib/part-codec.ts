@@ -1,0 +1,80 @@
+import { Packr } from 'msgpackr'
+import type { BatchPart, ReplicaOp } from './adapter'
+import { MirrorError, codes } from './errors'
+import { isReserved } from './keyspace'
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true })
+
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
+const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+
+function bad (why: string): MirrorError {
+  return new MirrorError(`Bad batch part: ${why}`, codes.BAD_PART)
+}
+
+const asBuffer = (v: Uint8Array): Buffer => Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+
+/**
+ * Checks a part from anywhere (a primary in this process or a frame off the network) and returns
+ * it with Buffers. Anything malformed, or an op inside the reserved range, is refused before a
+ * single byte is written.
+ */
+export function validatePart (input: unknown): BatchPart {
+  if (typeof input !== 'object' || input === null) throw bad('not an object')
+  const p = input as Record<string, unknown>
+  if (typeof p.generation !== 'string' || p.generation.length === 0 || p.generation.length > 64) throw bad('generation must be a short string')
+  if (!isSeq(p.from) || !isSeq(p.to)) throw bad('from and to must be non-negative integers')
+  if (typeof p.full !== 'boolean' || typeof p.final !== 'boolean') throw bad('full and final must be booleans')
+  if (!p.full && p.to <= p.from) throw bad(`an incremental batch must end after it starts (from ${p.from}, to ${p.to})`)
+  if (!isSeq(p.index)) throw bad('index must be a non-negative integer')
+  if (!Array.isArray(p.ops)) throw bad('ops must be an array')
+  let range: BatchPart['range']
+  if (p.range !== undefined && p.range !== null) {
+    if (!p.full) throw bad('only a full batch has ranges')
+    const r = p.range as Record<string, unknown>
+    if (typeof r !== 'object' || (r.after !== null && !isBytes(r.after)) || (r.upto !== null && !isBytes(r.upto))) throw bad('range bounds must be bytes or null')
+    range = { after: r.after === null ? null : asBuffer(r.after as Uint8Array), upto: r.upto === null ? null : asBuffer(r.upto as Uint8Array) }
+    if (range.after !== null && range.upto !== null && Buffer.compare(range.after, range.upto) >= 0) throw bad('range is empty or reversed')
+  }
+  const ops: ReplicaOp[] = new Array(p.ops.length)
+  for (let i = 0; i < p.ops.length; i++) {
+    const op = p.ops[i] as Record<string, unknown>
+    if (typeof op !== 'object' || op === null || !isBytes(op.key)) throw bad(`op ${i} has no binary key`)
+    if (isReserved(op.key)) throw new MirrorError(`Bad batch part: op ${i} writes into the reserved range`, codes.RESERVED_KEY)
+    const key = asBuffer(op.key)
+    if (range !== undefined && (op.type !== 'put' || (range.after !== null && Buffer.compare(key, range.after) <= 0) || (range.upto !== null && Buffer.compare(key, range.upto) > 0))) {
+      throw bad(`op ${i} of a copy part is not a put inside its range`)
+    }
+    if (op.type === 'put') {
+      if (!isBytes(op.value)) throw bad(`op ${i} is a put without a binary value`)
+      ops[i] = { type: 'put', key, value: asBuffer(op.value) }
+    } else if (op.type === 'del') {
+      ops[i] = { type: 'del', key }
+    } else {
+      throw bad(`op ${i} has type ${String(op.type)}`)
+    }
+  }
+  return { generation: p.generation, from: p.from, to: p.to, index: p.index, final: p.final, full: p.full, range, ops }
+}
+
+/** How a staged part is stored in the replica's journal. */
+export function encodeStagedPart (part: BatchPart): Buffer {
+  return packr.pack({ range: part.range ?? null, ops: part.ops.map((op) => op.type === 'put' ? [op.key, op.value] : [op.key]) })
+}
+
+export function decodeStagedPart (value: Uint8Array): { range: BatchPart['range'] | null, ops: ReplicaOp[] } {
+  const { range, ops } = packr.unpack(value) as { range: BatchPart['range'] | null, ops: Buffer[][] }
+  return { range, ops: ops.map((o) => o.length === 2 ? { type: 'put', key: o[0], value: o[1] } : { type: 'del', key: o[0] }) }
+}
+
+export function packState (value: unknown): Buffer {
+  return packr.pack(value)
+}
+
+export function unpackState<T> (value: Uint8Array, what: string): T {
+  try {
+    return packr.unpack(value) as T
+  } catch (err) {
+    throw new MirrorError(`The stored ${what} cannot be decoded`, codes.CORRUPT, { cause: err })
+  }
+}

@@ -1,0 +1,248 @@
+import type { ReplicaAdapter } from './adapter'
+import { MirrorError, codes } from './errors'
+import type { InnerDb } from './inner'
+import { Replicator, resolveReplicaOptions, type ReplicaState, type ReplicatorHost } from './replicator'
+
+/** When a write's promise resolves (HAST's names). */
+export type Mode = 'async' | 'memsync' | 'fullsync'
+
+/** What a sync-mode write does while a replica is down: go on without it, or wait for it. */
+export type OnReplicaDown = 'degrade' | 'block'
+
+/** One replica in `status()`. */
+export interface ReplicaStatus {
+  name: string
+  state: ReplicaState
+  /** The replica holds some real state of the primary (false until its first full copy lands). */
+  consistent: boolean
+  /** The seq of the primary state the replica holds (-1 until it has reported). */
+  watermark: number
+  /** The primary's head. */
+  head: number
+  lag: {
+    /** Committed seqs the replica does not hold yet. */
+    seqs: number
+    /** Bytes of keys and values written in those seqs (a lower bound after a long outage). */
+    bytes: number
+    /** Age of the oldest write the replica does not hold, in ms. 0 when it holds them all. */
+    ms: number
+  }
+  /** Why it is down or refused, if it is. */
+  error: string | null
+  errorCode: string | null
+}
+
+/** Payload of the `replica-batch` event. */
+export interface ReplicaBatchEvent {
+  name: string
+  from: number
+  to: number
+  full: boolean
+  parts: number
+  ops: number
+  bytes: number
+}
+
+export interface ReplicationHost {
+  readonly inner: InnerDb
+  readonly generation: string
+  history (): Array<[string, number]>
+  head (): number
+  /** Deletes log records that every replica has applied (records ending at or before `seq`). */
+  truncate (seq: number): void
+  emit (event: string, payload: unknown): void
+}
+
+interface Waiter {
+  seq: number
+  resolve: () => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout | null
+  /** Wait for every replica, whatever its state (replicated(), and 'block' mode). */
+  all: boolean
+  applied: boolean
+}
+
+const MAX_COMMITS = 100_000
+
+/**
+ * Replication policy in one place: a replicator per adapter, the write modes, `replicated()`,
+ * status and lag, events, and which log records may go.
+ */
+export class Replication {
+  readonly replicators: Replicator[]
+  #host: ReplicationHost
+  #mode: Mode
+  #onDown: OnReplicaDown
+  #timeout: number
+  #waiters: Waiter[] = []
+  // Recent commits (seq, time, cumulative bytes), for lag in ms and bytes; trimmed to what the
+  // slowest replica still lacks and capped, so it stays bounded whatever the backlog.
+  #commits: Array<[number, number, number]> = []
+  #bytes = 0
+  #truncatedTo = 0
+
+  constructor (host: ReplicationHost, adapters: ReplicaAdapter[], options: { mode: Mode, onReplicaDown: OnReplicaDown, replicaTimeout: number }) {
+    this.#host = host
+    this.#mode = options.mode
+    this.#onDown = options.onReplicaDown
+    this.#timeout = options.replicaTimeout
+    const names = new Set<string>()
+    const self = this
+    const replicatorHost: ReplicatorHost = {
+      inner: host.inner,
+      generation: host.generation,
+      history: () => host.history(),
+      head: () => host.head(),
+      urgent () { return self.#waiters.length > 0 },
+      changed: () => this.#changed(),
+      batchShipped: (r, info) => host.emit('replica-batch', { name: r.name, ...info } satisfies ReplicaBatchEvent),
+      stateChanged: (r, previous) => this.#stateChanged(r, previous)
+    }
+    this.replicators = adapters.map((adapter, i) => {
+      const options = resolveReplicaOptions(adapter, i)
+      if (names.has(options.name)) throw new MirrorError(`Two replicas are named '${options.name}'`, codes.INVALID_OPTION)
+      names.add(options.name)
+      return new Replicator(adapter, options, replicatorHost)
+    })
+  }
+
+  get mode (): Mode { return this.#mode }
+
+  start (): void {
+    for (const r of this.replicators) r.start()
+  }
+
+  /** A group committed at `seq` with `bytes` of user data. */
+  onCommit (seq: number, bytes: number): void {
+    if (this.replicators.length === 0) return
+    this.#bytes += bytes
+    this.#commits.push([seq, Date.now(), this.#bytes])
+    if (this.#commits.length > MAX_COMMITS) this.#commits.splice(0, this.#commits.length - MAX_COMMITS)
+    for (const r of this.replicators) r.notify()
+  }
+
+  /** Resolves when the write at `seq` is as durable as the mode promises (invariant 5). */
+  waitFor (seq: number): Promise<void> {
+    if (this.#mode === 'async' || this.replicators.length === 0) return Promise.resolve()
+    return this.#wait(seq, this.#onDown === 'block', this.#mode === 'fullsync', this.#onDown === 'block' ? this.#timeout : 0)
+  }
+
+  /** Resolves once every replica has applied every write committed before the call. */
+  replicated (timeout = 0): Promise<void> {
+    return this.#wait(this.#host.head(), true, true, timeout)
+  }
+
+  #wait (seq: number, all: boolean, applied: boolean, timeout: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { seq, resolve, reject, timer: null, all, applied }
+      if (this.#done(waiter)) return resolve()
+      if (timeout > 0) {
+        waiter.timer = setTimeout(() => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter)
+          const behind = this.replicators.filter((r) => this.#progress(r, applied) < seq).map((r) => `${r.name} (${r.state}, at ${r.watermark})`)
+          reject(new MirrorError(`Replicas did not ${applied ? 'apply' : 'receive'} seq ${seq} within ${timeout} ms: ${behind.join(', ')}; the write itself is committed locally`, codes.REPLICA_TIMEOUT))
+        }, timeout)
+      }
+      this.#waiters.push(waiter)
+      for (const r of this.replicators) r.notify()
+    })
+  }
+
+  #progress (r: Replicator, applied: boolean): number {
+    return applied ? (r.consistent ? r.watermark : -1) : (r.consistent ? r.received : -1)
+  }
+
+  #done (w: Waiter): boolean {
+    for (const r of this.replicators) {
+      // 'degrade': a replica that is down, refused or not yet consistent does not hold writes up.
+      if (!w.all && !r.up) continue
+      if (this.#progress(r, w.applied) < w.seq) return false
+    }
+    // Every replica that counts holds the write (under 'degrade', none counting means degraded).
+    return true
+  }
+
+  #changed (): void {
+    if (this.#waiters.length > 0) {
+      const left: Waiter[] = []
+      for (const w of this.#waiters) {
+        if (this.#done(w)) {
+          if (w.timer !== null) clearTimeout(w.timer)
+          w.resolve()
+        } else {
+          left.push(w)
+        }
+      }
+      this.#waiters = left
+    }
+    this.#trim()
+  }
+
+  #stateChanged (r: Replicator, previous: ReplicaState): void {
+    if (r.state === 'down' || r.state === 'refused') {
+      this.#host.emit('replica-down', { name: r.name, state: r.state, error: r.lastError })
+    } else if ((previous === 'connecting' || previous === 'down' || previous === 'refused') && r.state !== 'closed') {
+      this.#host.emit('replica-up', { name: r.name, watermark: r.watermark, consistent: r.consistent })
+    }
+    this.#changed()
+  }
+
+  // Log records every replica has applied can go, and lag history they all have.
+  #trim (): void {
+    let need = Infinity
+    for (const r of this.replicators) {
+      if (r.watermark < 0 && r.pendingCopy === null) return // not heard from: it may need anything
+      const own = r.consistent ? r.watermark : Infinity
+      need = Math.min(need, own, r.pendingCopy ?? Infinity)
+    }
+    if (need === Infinity || this.replicators.length === 0) return
+    let drop = 0
+    while (drop < this.#commits.length && this.#commits[drop][0] <= need) drop++
+    if (drop > 1) this.#commits.splice(0, drop - 1) // keep one: the cumulative bytes at `need`
+    if (need > this.#truncatedTo) {
+      this.#truncatedTo = need
+      this.#host.truncate(need)
+    }
+  }
+
+  status (): ReplicaStatus[] {
+    const head = this.#host.head()
+    const now = Date.now()
+    return this.replicators.map((r) => {
+      const w = r.consistent ? r.watermark : -1
+      let bytes = 0
+      let ms = 0
+      if (w < head) {
+        const first = this.#commits.findIndex(([seq]) => seq > w)
+        if (first !== -1) {
+          ms = now - this.#commits[first][1]
+          // Without the commit before `first` (trimmed), its own bytes are unknown: a lower bound.
+          bytes = this.#bytes - this.#commits[first > 0 ? first - 1 : first][2]
+        }
+      }
+      return {
+        name: r.name,
+        state: r.state,
+        consistent: r.consistent,
+        watermark: r.watermark,
+        head,
+        lag: { seqs: Math.max(0, head - Math.max(w, 0)), bytes, ms },
+        error: r.lastError?.message ?? null,
+        errorCode: (r.lastError as { code?: string } | null)?.code ?? null
+      }
+    })
+  }
+
+  /** Ships what is pending to replicas that are up, stops, and releases waiting writes. */
+  async close (): Promise<void> {
+    await Promise.all(this.replicators.map((r) => r.close()))
+    for (const w of this.#waiters) {
+      if (w.timer !== null) clearTimeout(w.timer)
+      if (this.#done(w)) w.resolve()
+      else w.reject(new MirrorError('The database closed before replicas acknowledged the write; it is committed locally', codes.CLOSED))
+    }
+    this.#waiters = []
+    await Promise.all(this.replicators.map((r) => r.adapter.close()))
+  }
+}

@@ -1,0 +1,282 @@
+import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from './adapter'
+import { buildParts, logCovers, type Plan, type SnapshotSource } from './batch-builder'
+import { MirrorError, codes } from './errors'
+import { decodeHead } from './head'
+import { BUFFERS, type InnerDb } from './inner'
+import { nonNegativeInteger, positiveInteger } from './options'
+import { HEAD_KEY } from './pipeline'
+import { Signal, backoff } from './signal'
+
+/** Where a replica stands, as `status()` reports it. */
+export type ReplicaState =
+  /** Not yet heard from (starting, or reconnecting after a failure). */
+  | 'connecting'
+  /** Up, and holding every committed write. */
+  | 'idle'
+  /** Up, shipping incremental batches. */
+  | 'streaming'
+  /** Up, shipping a full copy (a new replica, or one the log cannot catch up). */
+  | 'syncing'
+  /** Unreachable or failing; retried with backoff. */
+  | 'down'
+  /** Reachable but not written to: it holds another line of history (see `reason`). */
+  | 'refused'
+  | 'closed'
+
+export interface ResolvedReplicaOptions {
+  name: string
+  maxDelay: number
+  maxBatchOps: number
+  maxBatchBytes: number
+  retryMinDelay: number
+  retryMaxDelay: number
+}
+
+export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): ResolvedReplicaOptions {
+  const o: CommonReplicaOptions = adapter.options ?? {}
+  const where = `replica ${index}`
+  const name = o.name ?? adapter.name ?? `replica-${index}`
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new MirrorError(`${where}: option 'name' must be a non-empty string`, codes.INVALID_OPTION)
+  }
+  const retryMinDelay = positiveInteger(where, 'retryMinDelay', o.retryMinDelay, 100)
+  const retryMaxDelay = positiveInteger(where, 'retryMaxDelay', o.retryMaxDelay, 10_000)
+  if (retryMaxDelay < retryMinDelay) {
+    throw new MirrorError(`${where}: retryMaxDelay (${retryMaxDelay}) is below retryMinDelay (${retryMinDelay})`, codes.INVALID_OPTION)
+  }
+  return {
+    name,
+    maxDelay: nonNegativeInteger(where, 'maxDelay', o.maxDelay, 50),
+    maxBatchOps: positiveInteger(where, 'maxBatchOps', o.maxBatchOps, 1000),
+    maxBatchBytes: positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024),
+    retryMinDelay,
+    retryMaxDelay
+  }
+}
+
+/** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
+export interface ReplicatorHost {
+  readonly inner: InnerDb
+  readonly generation: string
+  /** The primary's generation history: `[generation, first seq]`, oldest first. */
+  history (): Array<[string, number]>
+  /** The last committed seq. */
+  head (): number
+  /** Whether a write waits on this replica in a sync mode (ship without the coalescing delay). */
+  urgent (): boolean
+  /** Progress or a change of state: re-check waiters, truncation, events. */
+  changed (r: Replicator): void
+  batchShipped (r: Replicator, info: { from: number, to: number, full: boolean, parts: number, ops: number, bytes: number }): void
+  stateChanged (r: Replicator, previous: ReplicaState): void
+}
+
+/**
+ * Keeps one replica up to date (one per adapter). Each batch takes the replica from its watermark
+ * `w` to the head `h` of a snapshot of the inner db: the net effect of the consecutive seqs
+ * `(w, h]`, with values read from that snapshot, so the replica jumps between real states of the
+ * primary and never sees half of a write or a later write without an earlier one.
+ */
+export class Replicator {
+  readonly adapter: ReplicaAdapter
+  readonly options: ResolvedReplicaOptions
+  #host: ReplicatorHost
+  #state: ReplicaState = 'connecting'
+  #wake = new Signal()
+  #closing = false
+  #closed: Promise<void> | null = null
+  /** The replica's watermark as last reported or acknowledged (-1: not yet known). */
+  watermark = -1
+  /** The highest seq the replica has received (memsync); at least the watermark. */
+  received = -1
+  /** The replica holds some state of the primary (it was synced at least once). */
+  consistent = false
+  /** The seq of a staged full copy the replica holds, which the log must keep covering. */
+  pendingCopy: number | null = null
+  lastError: Error | null = null
+  reason: string | null = null
+
+  constructor (adapter: ReplicaAdapter, options: ResolvedReplicaOptions, host: ReplicatorHost) {
+    this.adapter = adapter
+    this.options = options
+    this.#host = host
+  }
+
+  get name (): string { return this.options.name }
+  get state (): ReplicaState { return this.#state }
+
+  /** Whether the replica is reachable and consistent, so sync-mode writes may wait on it. */
+  get up (): boolean {
+    return this.consistent && (this.#state === 'idle' || this.#state === 'streaming' || this.#state === 'syncing')
+  }
+
+  start (): void {
+    this.#closed = this.#run()
+  }
+
+  /** New commits or new waiters: look again. */
+  notify (): void {
+    this.#wake.notify()
+  }
+
+  /** Ships what is pending if the replica is up (one batch, without delay), then stops. */
+  async close (): Promise<void> {
+    this.#closing = true
+    this.#wake.notify()
+    await this.#closed
+    this.#setState('closed')
+  }
+
+  #setState (state: ReplicaState): void {
+    if (state === this.#state) return
+    const previous = this.#state
+    this.#state = state
+    this.#host.stateChanged(this, previous)
+  }
+
+  async #run (): Promise<void> {
+    let attempt = 0
+    while (!this.#closing) {
+      try {
+        const hello = await this.adapter.hello()
+        if (this.#closing && hello.watermark >= this.#host.head()) break
+        this.#accept(hello)
+        attempt = 0
+        this.#setState(this.watermark < this.#host.head() || !this.consistent ? 'streaming' : 'idle')
+        let resume = hello.pending
+        while (true) {
+          const shipped = await this.#shipWhenDue(resume)
+          resume = null
+          if (!shipped) break
+        }
+        break
+      } catch (err) {
+        if (err instanceof MirrorError && err.code === codes.DIVERGED) {
+          this.reason = err.message
+          this.lastError = err
+          this.#setState('refused')
+        } else {
+          this.lastError = err as Error
+          this.#setState('down')
+        }
+        this.#host.changed(this)
+        if (this.#closing) break
+        await this.#wake.wait(backoff(attempt++, this.options.retryMinDelay, this.options.retryMaxDelay))
+      }
+    }
+  }
+
+  // The replica's history must be a prefix of ours: a generation we know, not past its fork.
+  #accept (hello: ReplicaHello): void {
+    this.pendingCopy = hello.pending !== null && hello.pending.generation === this.#host.generation ? hello.pending.to : null
+    if (hello.generation === null) {
+      this.consistent = false
+      this.watermark = hello.watermark
+      this.received = hello.watermark
+      this.reason = null
+      this.#host.changed(this)
+      return
+    }
+    const history = this.#host.history()
+    const at = history.findIndex(([g]) => g === hello.generation)
+    if (at === -1) {
+      throw new MirrorError(`replica '${this.name}' holds generation ${hello.generation}, which this primary does not know: it took writes elsewhere (split-brain); not writing to it`, codes.DIVERGED)
+    }
+    if (at + 1 < history.length && hello.watermark > history[at + 1][1]) {
+      throw new MirrorError(`replica '${this.name}' has writes of generation ${hello.generation} past seq ${history[at + 1][1]}, where this primary's history forked: not writing to it`, codes.DIVERGED)
+    }
+    if (hello.watermark > this.#host.head()) {
+      throw new MirrorError(`replica '${this.name}' is at seq ${hello.watermark}, ahead of this primary (seq ${this.#host.head()}): not writing to it`, codes.DIVERGED)
+    }
+    this.consistent = true
+    this.watermark = hello.watermark
+    this.received = hello.watermark
+    this.reason = null
+    this.#host.changed(this)
+  }
+
+  // Waits for work (and the coalescing window), then ships one batch. False once closing.
+  async #shipWhenDue (resume: ReplicaHello['pending']): Promise<boolean> {
+    let dueAt: number | null = null
+    while (true) {
+      const behind = this.#host.head() > this.watermark || !this.consistent
+      if (this.#closing) {
+        if (behind && this.consistent) await this.#ship(resume)
+        return false
+      }
+      if (!behind) {
+        dueAt = null
+        this.#setState('idle')
+        await this.#wake.wait()
+        continue
+      }
+      if (!this.consistent || this.#host.urgent() || this.options.maxDelay === 0) break
+      dueAt ??= Date.now() + this.options.maxDelay
+      const left = dueAt - Date.now()
+      if (left <= 0) break
+      await this.#wake.wait(left)
+    }
+    await this.#ship(resume)
+    return true
+  }
+
+  async #ship (resume: ReplicaHello['pending']): Promise<void> {
+    const inner = this.#host.inner
+    const source: SnapshotSource = { db: inner, snapshot: inner.snapshot() }
+    try {
+      const raw = await inner.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
+      const to = raw === undefined ? 0 : decodeHead(raw).seq
+      const plan = await this.#plan(source, to, resume)
+      this.#setState(plan.kind === 'full' ? 'syncing' : 'streaming')
+      const from = this.watermark
+      let parts = 0
+      let ops = 0
+      let bytes = 0
+      for await (const part of buildParts(source, plan, this.#host.generation, { maxOps: this.options.maxBatchOps, maxBytes: this.options.maxBatchBytes })) {
+        const onReceived = part.final ? () => this.#received(to) : undefined
+        const ack = await this.adapter.apply(part, onReceived)
+        parts++
+        ops += part.ops.length
+        bytes += partBytes(part)
+        if (part.final) {
+          if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
+          this.#received(ack.watermark)
+          this.watermark = ack.watermark
+          this.consistent = true
+          this.pendingCopy = null
+        } else if (plan.kind === 'full') {
+          this.pendingCopy = to
+        }
+      }
+      this.lastError = null
+      this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+      this.#host.batchShipped(this, { from, to, full: plan.kind === 'full', parts, ops, bytes })
+      this.#host.changed(this)
+    } finally {
+      await source.snapshot.close()
+    }
+  }
+
+  #received (seq: number): void {
+    if (seq > this.received) {
+      this.received = seq
+      this.#host.changed(this)
+    }
+  }
+
+  async #plan (source: SnapshotSource, to: number, resume: ReplicaHello['pending']): Promise<Plan> {
+    const mine = resume !== null && resume.generation === this.#host.generation && resume.to <= to
+    if (mine && await logCovers(source, resume.to, to)) {
+      return { kind: 'full', to, resume: { index: resume.parts, after: resume.upto, seq: resume.to } }
+    }
+    if (this.consistent && await logCovers(source, this.watermark, to)) {
+      return { kind: 'incremental', from: this.watermark, to }
+    }
+    return { kind: 'full', to, resume: null }
+  }
+}
+
+function partBytes (part: BatchPart): number {
+  let n = 0
+  for (const op of part.ops) n += op.key.length + (op.type === 'put' ? op.value.length : 0)
+  return n
+}
