@@ -7,7 +7,7 @@ import { BUFFERS, type InnerDb, type InnerOp } from './inner'
 import { isReserved, metaKey, reservedEnd, reservedStart } from './keyspace'
 import type { ReplicaAdapter } from './adapter'
 import { compactionStep, truncationStep } from './log'
-import { Replication, type Mode, type OnReplicaDown, type ReplicaStatus } from './replication'
+import { Replication, validateReplicas, type Mode, type OnReplicaDown, type ReplicaStatus } from './replication'
 import { MirrorIterator, type InnerIterator } from './mirror-iterator'
 import { MirrorSnapshot } from './mirror-snapshot'
 import { describe, nonNegativeInteger, positiveInteger } from './options'
@@ -127,6 +127,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (onReplicaDown !== undefined && !['degrade', 'block'].includes(onReplicaDown)) {
       throw new MirrorError(`MirrorLevel: option 'onReplicaDown' must be 'degrade' or 'block', got ${describe(onReplicaDown)}`, codes.INVALID_OPTION)
     }
+    validateReplicas(adapters)
     const timeout = nonNegativeInteger('MirrorLevel', 'replicaTimeout', replicaTimeout, 30_000)
     const supports = inner.supports as typeof inner.supports & { getSync?: boolean }
     super({

@@ -65,6 +65,16 @@ interface Waiter {
 
 const MAX_COMMITS = 100_000
 
+/** Checks every adapter's common options and that names are unique; throws a coded error. */
+export function validateReplicas (adapters: ReplicaAdapter[]): void {
+  const names = new Set<string>()
+  adapters.forEach((adapter, i) => {
+    const { name } = resolveReplicaOptions(adapter, i)
+    if (names.has(name)) throw new MirrorError(`Two replicas are named '${name}'`, codes.INVALID_OPTION)
+    names.add(name)
+  })
+}
+
 /**
  * Replication policy in one place: a replicator per adapter, the write modes, `replicated()`,
  * status and lag, events, and which log records may go.
@@ -87,7 +97,7 @@ export class Replication {
     this.#mode = options.mode
     this.#onDown = options.onReplicaDown
     this.#timeout = options.replicaTimeout
-    const names = new Set<string>()
+    validateReplicas(adapters)
     const self = this
     const replicatorHost: ReplicatorHost = {
       inner: host.inner,
@@ -99,12 +109,7 @@ export class Replication {
       batchShipped: (r, info) => host.emit('replica-batch', { name: r.name, ...info } satisfies ReplicaBatchEvent),
       stateChanged: (r, previous) => this.#stateChanged(r, previous)
     }
-    this.replicators = adapters.map((adapter, i) => {
-      const options = resolveReplicaOptions(adapter, i)
-      if (names.has(options.name)) throw new MirrorError(`Two replicas are named '${options.name}'`, codes.INVALID_OPTION)
-      names.add(options.name)
-      return new Replicator(adapter, options, replicatorHost)
-    })
+    this.replicators = adapters.map((adapter, i) => new Replicator(adapter, resolveReplicaOptions(adapter, i), replicatorHost))
   }
 
   get mode (): Mode { return this.#mode }

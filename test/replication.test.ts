@@ -1,0 +1,366 @@
+import { describe, expect, it } from 'vitest'
+import { MemoryLevel } from 'memory-level'
+import { ClassicLevel } from 'classic-level'
+import { MirrorLevel } from '../lib/mirror-level'
+import { BlockDevice } from '../lib/block-device'
+import { LevelReplica } from '../adapters/level'
+import { ReplicaEngine } from '../lib/replica'
+import { inspectLog, tempDir, userData } from './helpers'
+import { PrimaryStates, TestAdapter, serialize, sleep, until } from './replication-helpers'
+
+function checkObserved (adapter: TestAdapter, states: PrimaryStates): void {
+  let last = -1
+  for (const [watermark, data] of adapter.observed) {
+    expect(watermark).toBeGreaterThanOrEqual(last)
+    expect(data, `replica state at watermark ${watermark}`).toBe(states.states.get(watermark))
+    last = watermark
+  }
+}
+
+describe('replication', () => {
+  it("HAST's five writes behind a stalled replica: it jumps from prefix state to prefix state, combining consecutive writes", async () => {
+    const inner = new MemoryLevel()
+    const states = new PrimaryStates(inner as never)
+    const adapter = new TestAdapter(new MemoryLevel() as never, { maxDelay: 0 })
+    const db = new MirrorLevel(inner, { replicas: [adapter] })
+    const dev = new BlockDevice(db, { size: 8192, chunkSize: 512 })
+    await dev.open()
+    await db.replicated()
+    const base = db.head!.seq
+    adapter.observed = []
+    adapter.stall()
+    const writes: Array<[number, number]> = [[0, 1024], [512, 1024], [0, 1024], [4096, 1024], [0, 1536]]
+    for (let i = 0; i < writes.length; i++) await dev.write(writes[i][0], Buffer.alloc(writes[i][1], i + 1))
+    await sleep(20)
+    adapter.release()
+    await db.replicated()
+    checkObserved(adapter, states)
+    // The first write went out alone (the replica stalled on it); writes 2 to 5 were combined.
+    expect(adapter.observed.map(([w]) => w - base)).toEqual([1, 5])
+    const combined = adapter.parts.at(-1)!
+    expect([combined.from - base, combined.to - base]).toEqual([1, 5])
+    // chunks 0, 1, 2 (writes 2, 3, 5) and 8, 9 (write 4): each once, not once per write
+    expect(combined.ops.map((op) => op.key[8]).sort((a, b) => a - b)).toEqual([0, 1, 2, 8, 9])
+    expect(await serialize(adapter.db)).toBe(await serialize(inner as never))
+    await db.close()
+  })
+
+  it('copies a store that held data before it was wrapped, then streams; the replica reads with plain classic-level', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const plain = new ClassicLevel(`${dir}/app`)
+      await plain.batch(Array.from({ length: 3000 }, (_, i) => ({ type: 'put' as const, key: `old${i}`, value: `v${i}` })))
+      await plain.close()
+      const replicaDir = `${dir}/replica`
+      const db = new MirrorLevel(new ClassicLevel(`${dir}/app`), { replicas: [new LevelReplica(new ClassicLevel(replicaDir), { maxBatchOps: 500 })] })
+      const batches: Array<{ full: boolean, parts: number }> = []
+      db.on('replica-batch', (e) => batches.push(e))
+      await db.open()
+      expect(db.origin!.preexisting).toBe(true)
+      await db.replicated()
+      await db.put('new', 'x')
+      await db.replicated()
+      expect(batches[0]).toMatchObject({ full: true, parts: 6 })
+      expect(batches.at(-1)).toMatchObject({ full: false, parts: 1 })
+      const status = db.mirrorStatus().replicas[0]
+      expect(status).toMatchObject({ consistent: true, watermark: db.head!.seq, lag: { seqs: 0, bytes: 0, ms: 0 } })
+      await db.close()
+      const a = new ClassicLevel(`${dir}/app`, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+      const b = new ClassicLevel(replicaDir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+      expect(await userData(b as never)).toEqual(await userData(a as never))
+      expect((await userData(b as never)).size).toBe(3001)
+      await a.close()
+      await b.close()
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('a full copy deletes what the replica held that the primary does not', async () => {
+    const rdb = new MemoryLevel()
+    await rdb.batch([{ type: 'put', key: 'stale', value: 'x' }, { type: 'put', key: 'zzz', value: 'y' }])
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb)] })
+    await db.put('a', '1')
+    await db.replicated()
+    expect(await rdb.iterator({ lt: '\xff' }).all()).toEqual([['a', '1']])
+    await db.close()
+  })
+
+  it('resumes an interrupted full copy instead of starting over', async () => {
+    const inner = new MemoryLevel()
+    const app = new MirrorLevel(inner)
+    await app.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(4, '0')}`, value: 'v' })))
+    await app.close()
+    const rdb = new MemoryLevel()
+    const adapter = new TestAdapter(rdb as never, { maxBatchOps: 100 })
+    adapter.faults = ['ok', 'ok', 'ok', 'failBefore'] // three parts staged, then the link drops
+    await inner.open()
+    const states = new PrimaryStates(inner as never, await userData(inner as never))
+    const db = new MirrorLevel(inner, { replicas: [adapter] })
+    await db.open()
+    await until(() => adapter.parts.length >= 4)
+    await db.put('k0000', 'changed meanwhile') // a key in an already-staged part
+    await db.replicated()
+    const indices = adapter.parts.map((p) => p.index)
+    expect(indices.slice(0, 4)).toEqual([0, 1, 2, 3])
+    expect(indices[4]).toBe(3) // resumed at part 3, not 0
+    expect(adapter.parts.at(-1)!.ops.map((op) => String(op.key))).toContain('k0000')
+    expect(await serialize(rdb as never)).toBe(await serialize(inner as never))
+    checkObserved(adapter, states)
+    await db.close()
+  })
+
+  it('deletes log records every replica has applied', async () => {
+    const inner = new MemoryLevel()
+    const db = new MirrorLevel(inner, { replicas: [new LevelReplica(new MemoryLevel(), { maxDelay: 0 })] })
+    for (let i = 0; i < 50; i++) await db.put(`k${i}`, 'v')
+    await db.replicated()
+    await db.put('last', 'v')
+    await db.replicated()
+    await until(async () => (await inspectLog(inner as never)).records.length <= 1)
+    const { head, bytes } = await inspectLog(inner as never)
+    expect(bytes).toBe(head.logBytes)
+    await db.close()
+  })
+
+  it('refuses a replica from another line of history and says why', async () => {
+    const rdb = new MemoryLevel()
+    const other = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb)] })
+    await other.put('theirs', '1')
+    await other.replicated()
+    const before = await serialize(rdb as never)
+    await other.close()
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { retryMinDelay: 5, retryMaxDelay: 10 })] })
+    const down: Array<{ state: string }> = []
+    db.on('replica-down', (e) => down.push(e))
+    await db.put('mine', '1')
+    await until(() => db.mirrorStatus().replicas[0].state === 'refused')
+    const status = db.mirrorStatus().replicas[0]
+    expect(status.errorCode).toBe('MIRROR_DIVERGED')
+    expect(status.error).toMatch(/split-brain/)
+    expect(down[0].state).toBe('refused')
+    await expect(db.replicated({ timeout: 50 })).rejects.toMatchObject({ code: 'MIRROR_REPLICA_TIMEOUT' })
+    await db.close()
+    await rdb.open()
+    expect(await serialize(rdb as never)).toBe(before)
+  })
+
+  it('reports lag in seqs, bytes and ms while a replica is stalled', async () => {
+    const adapter = new TestAdapter(new MemoryLevel() as never, { maxDelay: 0 })
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [adapter] })
+    await db.put('a', '1')
+    await db.replicated()
+    adapter.stall()
+    await db.put('b', 'x'.repeat(100))
+    await sleep(30)
+    await db.put('c', 'y'.repeat(100))
+    const r = db.mirrorStatus().replicas[0]
+    expect(r.lag.seqs).toBe(2)
+    expect(r.lag.bytes).toBeGreaterThanOrEqual(202)
+    expect(r.lag.ms).toBeGreaterThanOrEqual(25)
+    adapter.release()
+    await db.replicated()
+    expect(db.mirrorStatus().replicas[0].lag).toEqual({ seqs: 0, bytes: 0, ms: 0 })
+    await db.close()
+  })
+})
+
+describe('modes', () => {
+  async function setup (mode: 'async' | 'memsync' | 'fullsync', extra: Record<string, unknown> = {}) {
+    const rdb = new MemoryLevel()
+    const adapter = new TestAdapter(rdb as never, { maxDelay: 1000 })
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [adapter], mode, ...extra })
+    await db.open()
+    await until(() => db.mirrorStatus().replicas[0].consistent)
+    return { db, adapter, rdb }
+  }
+
+  it('async never waits for a replica', async () => {
+    const { db, adapter } = await setup('async')
+    adapter.stall()
+    await db.put('k', 'v') // resolves although the replica is stalled and the window is 1 s
+    expect(adapter.applies).toBe(1)
+    adapter.release()
+    await db.close()
+  })
+
+  it('fullsync resolves only once the replica holds the write, without waiting out the window', async () => {
+    const { db, rdb } = await setup('fullsync')
+    const t0 = Date.now()
+    await db.put('k', 'v')
+    expect(await rdb.get('k')).toBe('v')
+    expect(Date.now() - t0).toBeLessThan(900)
+    // One round trip acknowledges every write waiting on it.
+    await Promise.all(Array.from({ length: 20 }, (_, i) => db.put(`g${i}`, 'v')))
+    expect((await rdb.keys({ gte: 'g', lt: 'h' }).all())).toHaveLength(20)
+    await db.close()
+  })
+
+  it('memsync resolves once the replica has received the write, before it is applied', async () => {
+    const { db, adapter, rdb } = await setup('memsync')
+    // A replica that acknowledges receipt at once and applies 300 ms later.
+    const inner = adapter.inner
+    let receivedAt = 0
+    const apply = inner.apply.bind(inner)
+    inner.apply = async (part, received) => {
+      receivedAt = Date.now()
+      received?.()
+      await sleep(300)
+      return await apply(part)
+    }
+    await db.put('k', 'v')
+    const resolvedAt = Date.now()
+    expect(receivedAt).toBeGreaterThan(0)
+    expect(await rdb.get('k')).toBeUndefined() // not applied yet
+    await db.replicated()
+    expect(await rdb.get('k')).toBe('v')
+    expect(resolvedAt).toBeGreaterThanOrEqual(receivedAt)
+    await db.close()
+  })
+
+  it("'degrade' goes on without a replica that is down and says so", async () => {
+    const { db, adapter } = await setup('fullsync')
+    adapter.faults = Array(1000).fill('failBefore')
+    await db.put('a', '1') // the replica fails: the write resolves once it is known to be down
+    await until(() => db.mirrorStatus().replicas[0].state === 'down')
+    await db.put('b', '2')
+    expect(db.mirrorStatus().replicas[0].error).toMatch(/injected/)
+    adapter.faults = []
+    await db.replicated()
+    await db.close()
+  })
+
+  it("'block' waits for a replica that is down and rejects after replicaTimeout; the local write stays", async () => {
+    const { db, adapter } = await setup('fullsync', { onReplicaDown: 'block', replicaTimeout: 200 })
+    adapter.faults = Array(1000).fill('failBefore')
+    await expect(db.put('a', '1')).rejects.toMatchObject({ code: 'MIRROR_REPLICA_TIMEOUT' })
+    expect(await db.get('a')).toBe('1')
+    adapter.faults = []
+    await db.put('b', '2') // back up: blocks only until applied
+    await db.close()
+  })
+
+  it('rejects bad replication options with coded errors', () => {
+    const inner = new MemoryLevel()
+    expect(() => new MirrorLevel(inner, { mode: 'sync' as never })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new MirrorLevel(inner, { onReplicaDown: 'panic' as never })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new MirrorLevel(inner, { replicas: [{}] as never })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new MirrorLevel(inner, { replicas: [new LevelReplica(new MemoryLevel(), { maxDelay: -1 })] })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new MirrorLevel(inner, { replicas: [new LevelReplica(new MemoryLevel(), { name: 'x' }), new LevelReplica(new MemoryLevel(), { name: 'x' })] })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new LevelReplica('dir' as never)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+  })
+})
+
+describe('replica engine', () => {
+  const gen = 'g1'
+  const put = (k: string, v: string) => ({ type: 'put' as const, key: Buffer.from(k), value: Buffer.from(v) })
+
+  it('applies a batch once: a covered batch is a no-op, a gap is refused', async () => {
+    const db = new MemoryLevel()
+    const engine = new ReplicaEngine(db as never)
+    await engine.open()
+    await expect(engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: false, ops: [put('a', '1')] }))
+      .rejects.toMatchObject({ code: 'MIRROR_GAP' }) // never synced: needs a full copy first
+    await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', '1')] })
+    await engine.apply({ generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [put('b', '2')] })
+    const before = await serialize(db as never)
+    expect(await engine.apply({ generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [put('b', 'again')] })).toEqual({ watermark: 2 })
+    await expect(engine.apply({ generation: gen, from: 3, to: 4, index: 0, final: true, full: false, ops: [put('c', '3')] }))
+      .rejects.toMatchObject({ code: 'MIRROR_GAP' })
+    expect(await serialize(db as never)).toBe(before)
+    expect(engine.hello()).toEqual({ generation: gen, watermark: 2, pending: null })
+    await engine.close()
+  })
+
+  it('refuses malformed parts and writes into the reserved range, changing nothing', async () => {
+    const db = new MemoryLevel()
+    const engine = new ReplicaEngine(db as never)
+    await engine.open()
+    await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [] })
+    const before = await serialize(db as never)
+    const bad: unknown[] = [
+      null, {}, { generation: gen, from: 1, to: 1, index: 0, final: true, full: false, ops: [] },
+      { generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [{ type: 'put', key: 'str', value: Buffer.from('x') }] },
+      { generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [{ type: 'zap', key: Buffer.from('k') }] },
+      { generation: gen, from: 1, to: 2, index: 2, final: true, full: false, ops: [] },
+      { generation: gen, from: 0, to: 2, index: 0, final: true, full: true, range: { after: Buffer.from('b'), upto: null }, ops: [] }
+    ]
+    for (const part of bad) await expect(engine.apply(part as never)).rejects.toMatchObject({ code: 'MIRROR_BAD_PART' })
+    const reserved = Buffer.concat([Buffer.from([0xff]), Buffer.from('mirror-level/meta/replica')])
+    await expect(engine.apply({ generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [{ type: 'put', key: reserved, value: Buffer.from('x') }] }))
+      .rejects.toMatchObject({ code: 'MIRROR_RESERVED_KEY' })
+    expect(await serialize(db as never)).toBe(before)
+    expect(engine.hello().watermark).toBe(1)
+    await engine.close()
+  })
+
+  // A memory-level whose batches start failing after `left` more of them: a crash mid-apply.
+  class DyingLevel extends MemoryLevel<Buffer, Buffer> {
+    left = Infinity
+    async _batch (ops: unknown, options: unknown): Promise<void> {
+      if (this.left-- <= 0) throw new Error('power cut')
+      // @ts-expect-error not in the public types
+      return super._batch(ops, options)
+    }
+  }
+
+  it('recovers a committed journal after a crash in the middle of applying it', async () => {
+    let recovered = 0
+    for (let crashAfter = 0; crashAfter < 8; crashAfter++) {
+      const db = new DyingLevel()
+      const engine = new ReplicaEngine(db as never)
+      await engine.open()
+      await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old'), put('z', 'old')] })
+      const oldState = await serialize(db as never)
+      const parts = [0, 1, 2].map((i) => ({ generation: gen, from: 1, to: 5, index: i, final: i === 2, full: false, ops: Array.from({ length: 1500 }, (_, j) => put(`k${i}-${j}`, 'new')).concat(i === 1 ? [put('a', 'new')] : []) }))
+      await engine.apply(parts[0])
+      await engine.apply(parts[1])
+      db.left = crashAfter
+      let crashed = false
+      try {
+        await engine.apply(parts[2])
+      } catch {
+        crashed = true
+      }
+      db.left = Infinity
+      // Reopen: recovery either finishes the batch (commit record written) or drops it (not written).
+      await db.close()
+      const again = new ReplicaEngine(db as never)
+      await again.open()
+      const state = await serialize(db as never)
+      if (!crashed || again.hello().watermark === 5) {
+        if (crashed) recovered++
+        expect(again.hello().watermark).toBe(5)
+        expect((await userData(db as never)).size).toBe(4502)
+        expect(String(await db.get(Buffer.from('a')))).toBe('new')
+      } else {
+        expect(crashAfter).toBe(0) // only a crash before the commit record loses the batch
+        expect(state).toBe(oldState)
+        expect(again.hello().watermark).toBe(1)
+      }
+      await again.close()
+    }
+    expect(recovered).toBeGreaterThan(3)
+  })
+
+  it('keeps an uncommitted full copy for resuming, and drops an uncommitted incremental batch', async () => {
+    const db = new MemoryLevel()
+    const engine = new ReplicaEngine(db as never)
+    await engine.open()
+    await engine.apply({ generation: gen, from: 0, to: 3, index: 0, final: false, full: true, range: { after: null, upto: Buffer.from('m') }, ops: [put('a', '1')] })
+    await engine.close()
+    const again = new ReplicaEngine(db as never)
+    await again.open()
+    expect(again.hello()).toEqual({ generation: null, watermark: 0, pending: { to: 3, generation: gen, parts: 1, upto: Buffer.from('m') } })
+    expect(await serialize(db as never)).toBe('[]') // staged, not applied
+    await again.apply({ generation: gen, from: 0, to: 4, index: 1, final: true, full: true, range: { after: Buffer.from('m'), upto: null }, ops: [put('x', '2')] })
+    expect(again.hello()).toMatchObject({ generation: gen, watermark: 4, pending: null })
+    await again.apply({ generation: gen, from: 4, to: 6, index: 0, final: false, full: false, ops: [put('q', '1')] })
+    await again.close()
+    const third = new ReplicaEngine(db as never)
+    await third.open()
+    expect(third.hello()).toEqual({ generation: gen, watermark: 4, pending: null })
+    expect(await db.get('q')).toBeUndefined()
+    await third.close()
+  })
+})
