@@ -53,10 +53,15 @@ class PartBuffer {
   }
 }
 
+// The distinct keys of a batch are collected up to these bounds before values are read; past
+// them (a huge backlog) the set is shipped and started afresh, so memory stays bounded.
+const KEY_SET_MAX_KEYS = 262_144
+const KEY_SET_MAX_BYTES = 16 * 1024 * 1024
+
 /**
- * Ops for the keys changed in `(after, to]`: every key the log names there, with its value in the
- * snapshot (or a del). Keys are read a page of records at a time and deduplicated within a part; a
- * key named in two parts is shipped twice with the same value, which is harmless.
+ * Ops for the keys changed in `(after, to]`: every key the log names there, once, with its value
+ * in the snapshot (or a del). A key set larger than the bounds above is shipped in rounds; a key
+ * named in two rounds is shipped twice with the same value, which is harmless.
  */
 async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits): AsyncGenerator<ReplicaOp[]> {
   let keys = new Map<string, Buffer>()
@@ -65,7 +70,7 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     const list = [...keys.values()]
     keys = new Map()
     keyBytes = 0
-    // Values are read in pages too, so a part stays within maxBytes even for large values.
+    // Values are read in pages, so a part stays within its limits even for large values.
     const part = new PartBuffer(limits)
     for (let at = 0; at < list.length; at += 256) {
       const page = list.slice(at, at + 256)
@@ -83,8 +88,8 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
       const id = key.toString('latin1')
       if (keys.has(id)) continue
       keys.set(id, key)
-      keyBytes += key.length
-      if (keys.size >= limits.maxOps || keyBytes >= limits.maxBytes) yield * flush()
+      keyBytes += key.length + 64
+      if (keys.size >= KEY_SET_MAX_KEYS || keyBytes >= KEY_SET_MAX_BYTES) yield * flush()
     }
   }
   if (keys.size > 0) yield * flush()

@@ -45,9 +45,11 @@ export class TestAdapter implements ReplicaAdapter {
     this.#release = null
   }
 
+  // Like a replica process coming back: it opens its db (running recovery) on its own.
   async restart (): Promise<void> {
     await this.inner.close()
     this.inner = new LevelReplica(this.db, this.options)
+    await this.inner.hello()
   }
 
   async hello (): Promise<ReplicaHello> {
