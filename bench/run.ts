@@ -2,12 +2,16 @@
 // bare inner db measured in the same run.
 import { cpus } from 'node:os'
 import { batches4k, concurrentPuts, deviceWrites } from './core'
+import { catchUp, coalescingMatrix, withReplica } from './replication'
 import type { Result } from './harness'
 
-const all: Record<string, () => Promise<Result>> = {
+const all: Record<string, () => Promise<Result | Result[]>> = {
   batches: () => batches4k(),
   concurrent: () => concurrentPuts(),
-  device: () => deviceWrites()
+  device: () => deviceWrites(),
+  coalescing: () => coalescingMatrix(),
+  catchup: () => catchUp(),
+  live: () => withReplica()
 }
 
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(all)
@@ -16,6 +20,6 @@ for (const name of chosen) {
 }
 console.log(`mirror-level benchmarks: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}\n`)
 const results: Result[] = []
-for (const name of chosen) results.push(await all[name]())
+for (const name of chosen) results.push(...[await all[name]()].flat())
 console.log('summary')
-for (const r of results) console.log(`  ${r.ratio.toFixed(2)}x  ${r.title} (target ${r.target})`)
+for (const r of results) console.log(`  ${r.ratio.toFixed(2).padStart(7)}  ${r.title} (target ${r.target})`)

@@ -34,6 +34,48 @@ export async function logCovers (source: SnapshotSource, watermark: number, to: 
   return !first
 }
 
+/**
+ * Where a catch-up from `from` to `to` can stop on the way: seqs `m` such that no key changed in
+ * `(from, m]` changes again in `(m, to]`. The snapshot's value of every key changed before such an
+ * `m` is then its value at `m`, so `(from, m]` is a real state of the primary read from the same
+ * snapshot, and a long backlog goes out as a chain of small batches (each applied atomically in one
+ * step on the replica) instead of one huge journaled one. Cuts are made once a step names about
+ * `stepKeys` keys. Returns the ends of the steps, the last being `to`; just `[to]` when the backlog
+ * has more distinct keys than the bounded key set holds.
+ */
+export async function planSteps (source: SnapshotSource, from: number, to: number, stepKeys: number): Promise<number[]> {
+  // Pass 1: the last record that names each key.
+  const last = new Map<string, number>()
+  let bytes = 0
+  for await (const record of readRecords(source, from, to)) {
+    for (const key of record.keys ?? []) {
+      const id = key.toString('latin1')
+      if (!last.has(id)) {
+        bytes += key.length + 64
+        if (last.size >= KEY_SET_MAX_KEYS || bytes >= KEY_SET_MAX_BYTES) return [to]
+      }
+      last.set(id, record.to)
+    }
+  }
+  // Pass 2: cut where every key seen so far has had its last change.
+  const steps: number[] = []
+  let reach = 0
+  let keys = 0
+  for await (const record of readRecords(source, from, to)) {
+    for (const key of record.keys ?? []) {
+      const at = last.get(key.toString('latin1'))!
+      if (at > reach) reach = at
+    }
+    keys += record.keys?.length ?? 0
+    if (keys >= stepKeys && record.to >= reach && record.to < to) {
+      steps.push(record.to)
+      keys = 0
+    }
+  }
+  steps.push(to)
+  return steps
+}
+
 /** Ops of one part, bounded in count and bytes. */
 class PartBuffer {
   ops: ReplicaOp[] = []
@@ -67,7 +109,8 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
   const flush = async function * (): AsyncGenerator<ReplicaOp[]> {
-    const list = [...keys.values()]
+    // In key order: the snapshot reads then walk the store forward.
+    const list = [...keys.values()].sort(Buffer.compare)
     keys = new Map()
     keyBytes = 0
     // Values are read in pages, so a part stays within its limits even for large values.

@@ -1,5 +1,5 @@
 import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from './adapter'
-import { buildParts, logCovers, type Plan, type SnapshotSource } from './batch-builder'
+import { buildParts, logCovers, planSteps, type Plan, type SnapshotSource } from './batch-builder'
 import { MirrorError, codes } from './errors'
 import { decodeHead } from './head'
 import { BUFFERS, type InnerDb } from './inner'
@@ -226,34 +226,47 @@ export class Replicator {
       const raw = await inner.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
       const to = raw === undefined ? 0 : decodeHead(raw).seq
       const plan = await this.#plan(source, to, resume)
-      this.#setState(plan.kind === 'full' ? 'syncing' : 'streaming')
-      const from = this.watermark
-      let parts = 0
-      let ops = 0
-      let bytes = 0
-      for await (const part of buildParts(source, plan, this.#host.generation, { maxOps: this.options.maxBatchOps, maxBytes: this.options.maxBatchBytes })) {
-        const onReceived = part.final ? () => this.#received(to) : undefined
-        const ack = await this.adapter.apply(part, onReceived)
-        parts++
-        ops += part.ops.length
-        bytes += partBytes(part)
-        if (part.final) {
-          if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
-          this.#received(ack.watermark)
-          this.watermark = ack.watermark
-          this.consistent = true
-          this.pendingCopy = null
-        } else if (plan.kind === 'full') {
-          this.pendingCopy = to
+      if (plan.kind === 'full') {
+        this.#setState('syncing')
+        await this.#shipBatch(source, plan)
+      } else {
+        this.#setState('streaming')
+        for (const step of await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)) {
+          await this.#shipBatch(source, { kind: 'incremental', from: this.watermark, to: step })
+          if (this.#closing && step < plan.to) break
         }
       }
       this.lastError = null
       this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
-      this.#host.batchShipped(this, { from, to, full: plan.kind === 'full', parts, ops, bytes })
-      this.#host.changed(this)
     } finally {
       await source.snapshot.close()
     }
+  }
+
+  async #shipBatch (source: SnapshotSource, plan: Plan): Promise<void> {
+    const to = plan.to
+    const from = this.watermark
+    let parts = 0
+    let ops = 0
+    let bytes = 0
+    for await (const part of buildParts(source, plan, this.#host.generation, { maxOps: this.options.maxBatchOps, maxBytes: this.options.maxBatchBytes })) {
+      const onReceived = part.final ? () => this.#received(to) : undefined
+      const ack = await this.adapter.apply(part, onReceived)
+      parts++
+      ops += part.ops.length
+      bytes += partBytes(part)
+      if (part.final) {
+        if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
+        this.#received(ack.watermark)
+        this.watermark = ack.watermark
+        this.consistent = true
+        this.pendingCopy = null
+      } else if (plan.kind === 'full') {
+        this.pendingCopy = to
+      }
+    }
+    this.#host.batchShipped(this, { from, to, full: plan.kind === 'full', parts, ops, bytes })
+    this.#host.changed(this)
   }
 
   #received (seq: number): void {

@@ -1,0 +1,109 @@
+// One catch-up measurement in its own process. Usage: catchup-child.ts mirror|plain DIR MIB
+// Prints one JSON line: { bytes, seconds, rssMiB } for the copy phase alone.
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ClassicLevel } from 'classic-level'
+import { MirrorLevel } from '../lib/mirror-level'
+import { BlockDevice } from '../lib/block-device'
+import { LevelReplica } from '../adapters/level'
+import type { BatchPart, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
+
+const [kind, dir, mibArg] = process.argv.slice(2)
+const mib = Number(mibArg)
+const chunks = mib * 256 // 4 KiB chunks
+const data = randomBytes(4096)
+
+// RSS is sampled with its split from /proc: anonymous memory (heaps, buffers) and file-backed
+// pages (LevelDB reads its tables through mmap, so pages it reads count as RSS too).
+let peak = 0
+let peakAnon = 0
+let peakFile = 0
+function kib (status: string, key: string): number {
+  return Number(/(\d+)/.exec(status.split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0) * 1024
+}
+const sample = setInterval(() => {
+  const rss = process.memoryUsage().rss
+  if (rss <= peak) return
+  peak = rss
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    peakAnon = kib(status, 'RssAnon')
+    peakFile = kib(status, 'RssFile')
+  } catch {}
+}, 20)
+const resetPeak = (): number => {
+  global.gc?.()
+  peak = process.memoryUsage().rss
+  return peak
+}
+const MiB = (n: number): number => n / 2 ** 20
+
+// An adapter that is unreachable until `online` is set.
+class Switchable implements ReplicaAdapter {
+  readonly name = 'replica'
+  readonly options = { retryMinDelay: 10, retryMaxDelay: 20 }
+  online = false
+  constructor (readonly inner: LevelReplica) {}
+  async hello (): Promise<ReplicaHello> {
+    if (!this.online) throw new Error('offline')
+    return await this.inner.hello()
+  }
+
+  async apply (part: BatchPart, received?: () => void): Promise<PartAck> { return await this.inner.apply(part, received) }
+  async close (): Promise<void> { await this.inner.close() }
+}
+
+async function writeDevice (db: ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffer, Buffer>): Promise<void> {
+  const dev = new BlockDevice(db, { size: chunks * 4096, chunkSize: 4096 })
+  await dev.open()
+  // Every chunk once, in a random order, 8 writes in flight.
+  const order = Array.from({ length: chunks }, (_, i) => i).sort(() => Math.random() - 0.5)
+  let next = 0
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (next < order.length) await dev.write(order[next++] * 4096, data)
+  }))
+  await dev.close()
+}
+
+if (kind === 'mirror') {
+  const adapter = new Switchable(new LevelReplica(new ClassicLevel(join(dir, 'mirror-replica'))))
+  const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(join(dir, 'mirror-primary')), { replicas: [adapter], keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  await db.open()
+  await writeDevice(db)
+  let bytes = 0
+  db.on('replica-batch', (e: { bytes: number }) => { bytes += e.bytes })
+  const base = resetPeak()
+  const t0 = performance.now()
+  adapter.online = true
+  await db.replicated()
+  const seconds = (performance.now() - t0) / 1000
+  clearInterval(sample)
+  await db.close()
+  console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), fileMiB: MiB(peakFile) }))
+} else {
+  const src = new ClassicLevel<Buffer, Buffer>(join(dir, 'plain-source'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  await src.open()
+  await writeDevice(src)
+  const dst = new ClassicLevel<Buffer, Buffer>(join(dir, 'plain-copy'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  await dst.open()
+  const base = resetPeak()
+  const t0 = performance.now()
+  const snapshot = src.snapshot()
+  const it = src.iterator({ snapshot })
+  let bytes = 0
+  while (true) {
+    const entries = await it.nextv(1000)
+    if (entries.length === 0) break
+    await dst.batch(entries.map(([key, value]) => {
+      bytes += key.length + value.length
+      return { type: 'put' as const, key, value }
+    }))
+  }
+  await it.close()
+  await snapshot.close()
+  const seconds = (performance.now() - t0) / 1000
+  clearInterval(sample)
+  await Promise.all([src.close(), dst.close()])
+  console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), fileMiB: MiB(peakFile) }))
+}

@@ -1,0 +1,147 @@
+// Replication benchmarks: coalescing, catch-up and write throughput with a live replica.
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ClassicLevel } from 'classic-level'
+import { MirrorLevel } from '../lib/mirror-level'
+import { BlockDevice } from '../lib/block-device'
+import { LevelReplica } from '../adapters/level'
+import { alternate, benchDir, fmt, report, timed, type Measured, type Result } from './harness'
+import { zipf } from './zipf'
+
+/**
+ * Zipf-skewed 4 KiB chunk writes on a 256 MiB device at full speed, mirrored to a classic-level
+ * replica: bytes shipped over bytes written. Shipping every write, as HAST's async mode and DRBD's
+ * protocol A do, ships exactly the bytes written (1.0).
+ */
+export async function coalescing (writes = 30_000, s = 1.1, maxDelay = 50): Promise<Result> {
+  const dir = benchDir('coalesce')
+  const db = new MirrorLevel(new ClassicLevel(join(dir, 'primary')), {
+    replicas: [new LevelReplica(new ClassicLevel(join(dir, 'replica')), { maxDelay })]
+  })
+  const dev = new BlockDevice(db, { size: 256 * 1024 * 1024, chunkSize: 4096 })
+  await dev.open()
+  await db.replicated()
+  let shipped = 0
+  let batches = 0
+  db.on('replica-batch', (e: { bytes: number }) => { shipped += e.bytes; batches++ })
+  const next = zipf(65536, s)
+  const data = randomBytes(4096)
+  let written = 0
+  const t0 = performance.now()
+  for (let i = 0; i < writes; i++) {
+    await dev.write(next() * 4096, data)
+    written += 4096 + 9 // value and key, as the replica counts them
+  }
+  const seconds = (performance.now() - t0) / 1000
+  await db.replicated()
+  await db.close()
+  const ratio = shipped / written
+  console.log(`Coalescing: ${writes} Zipf(${s}) 4 KiB chunk writes over 64 Ki chunks at ${fmt(writes / seconds)} writes/s, window ${maxDelay} ms
+  shipping every write (HAST async, DRBD protocol A)  ${fmt(written)} bytes  1.00
+  MirrorLevel + LevelReplica                          ${fmt(shipped)} bytes  ${ratio.toFixed(2)}  (${batches} batches)
+  ratio ${ratio.toFixed(2)} (target <= 0.3)\n`)
+  return { title: `coalescing: bytes shipped / bytes written, Zipf(${s}), ${maxDelay} ms window`, ratio, target: '<= 0.3' }
+}
+
+/** Coalescing over a few skews and windows: the ratio is the share of distinct chunks per window. */
+export async function coalescingMatrix (): Promise<Result[]> {
+  const out: Result[] = []
+  for (const [s, window] of [[1.1, 50], [1.1, 1000], [1.3, 50]]) out.push(await coalescing(30_000, s, window))
+  return out
+}
+
+/** Runs bench/catchup-child.ts in its own process (so its peak RSS is its own) and parses its report. */
+interface ChildReport { bytes: number, seconds: number, rssMiB: number, baseMiB: number, anonMiB: number, fileMiB: number }
+
+function child (args: string[]): Promise<ChildReport> {
+  const file = fileURLToPath(new URL('./catchup-child.ts', import.meta.url))
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', file, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    p.stdout.on('data', (d) => { out += d })
+    p.on('error', reject)
+    p.on('close', (code) => {
+      const line = out.trim().split('\n').pop() ?? ''
+      if (code !== 0) return reject(new Error(`catch-up child failed (${code}): ${out}`))
+      resolve(JSON.parse(line))
+    })
+  })
+}
+
+/**
+ * A replica offline while `mib` MiB of chunk writes land, then back: its catch-up rate against a
+ * plain copy of a classic-level snapshot into a fresh directory, and the catch-up's peak RSS.
+ */
+export async function catchUp (mib = 256, repeats = 3): Promise<Result[]> {
+  const dir = benchDir('catchup')
+  const ours: ChildReport[] = []
+  const plain: ChildReport[] = []
+  // Alternating, each run in a fresh process and directory: LevelDB's compactions after the write
+  // phase and the page cache make single runs vary by a third.
+  for (let i = 0; i < repeats; i++) {
+    const pair: Array<[string, ChildReport[]]> = i % 2 === 0 ? [['mirror', ours], ['plain', plain]] : [['plain', plain], ['mirror', ours]]
+    for (const [kind, into] of pair) into.push(await child([kind, join(dir, `${kind}-${i}`), String(mib)]))
+  }
+  const rate = (runs: ChildReport[]): number => runs.reduce((a, r) => a + r.bytes, 0) / runs.reduce((a, r) => a + r.seconds, 0)
+  const r = report(`Catch-up after ${mib} MiB of 4 KiB chunk writes with the replica offline (${repeats} runs each)`, 'B', ['plain snapshot copy, classic-level to classic-level', rate(plain)], ['LevelReplica catch-up', rate(ours)], '>= 0.8x')
+  const worst = (runs: ChildReport[]): ChildReport => runs.reduce((a, b) => b.anonMiB > a.anonMiB ? b : a)
+  const mem = (c: ChildReport): string => `${c.rssMiB.toFixed(0)} MiB (anonymous ${c.anonMiB.toFixed(0)}, file-backed ${c.fileMiB.toFixed(0)}; ${c.baseMiB.toFixed(0)} before it)`
+  console.log(`  peak RSS, catch-up:   ${mem(worst(ours))}\n  peak RSS, plain copy: ${mem(worst(plain))}\n  (target <= 256 MiB; file-backed pages are LevelDB's mmap'd tables: page cache the kernel can drop)\n`)
+  return [r, { title: `catch-up peak anonymous RSS in MiB, ${mib} MiB backlog`, ratio: worst(ours).anonMiB, target: '<= 256' }]
+}
+
+type Db = ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffer, Buffer>
+const BUF = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
+const pool = randomBytes(1 << 24)
+let at = 0
+function randomKey (): Buffer {
+  if (at + 16 > pool.length) at = 0
+  at += 16
+  return Buffer.from(pool.subarray(at - 16, at))
+}
+
+/** 4 KiB batches of 100 and 64 concurrent puts, with a live LevelReplica against without one. */
+export async function withReplica (rounds = 8): Promise<Result[]> {
+  const value4k = randomBytes(4096)
+  const value100 = randomBytes(100)
+  const workloads: Array<[string, (db: Db) => Promise<number>]> = [
+    ['4 KiB values, batches of 100', async (db) => {
+      for (let b = 0; b < 200; b++) await db.batch(Array.from({ length: 100 }, () => ({ type: 'put' as const, key: randomKey(), value: value4k })))
+      return 20_000
+    }],
+    ['64 concurrent 100-byte puts', async (db) => {
+      let left = 20_000
+      await Promise.all(Array.from({ length: 64 }, async () => { while (left-- > 0) await db.put(randomKey(), value100) }))
+      return 20_000
+    }]
+  ]
+  const results: Result[] = []
+  for (const [title, work] of workloads) {
+    const dir = benchDir('live')
+    const side = (name: string, replica: boolean) => ({
+      name,
+      round: async (r: number): Promise<Measured> => {
+        const path = join(dir, `${name}-${r}`)
+        const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(path), {
+          ...BUF,
+          replicas: replica ? [new LevelReplica(new ClassicLevel(`${path}-replica`))] : []
+        })
+        await db.open()
+        if (replica) await db.replicated()
+        // Timed until the replica holds everything too: its work is part of the cost.
+        const m = await timed(async () => {
+          const n = await work(db)
+          if (replica) await db.replicated()
+          return n
+        })
+        await db.close()
+        return m
+      }
+    })
+    const [a, b] = await alternate([side('alone', false), side('replica', true)], rounds)
+    results.push(report(`${title}, with a live LevelReplica (timed until replicated)`, 'puts', ['MirrorLevel without replica', a], ['MirrorLevel + LevelReplica (classic-level)', b], 'none; for reference'))
+  }
+  return results
+}
