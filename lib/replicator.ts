@@ -209,6 +209,7 @@ export class Replicator {
         await this.#wake.wait()
         continue
       }
+      this.#setState(this.consistent ? 'streaming' : 'syncing')
       if (!this.consistent || this.#host.urgent() || this.options.maxDelay === 0) break
       dueAt ??= Date.now() + this.options.maxDelay
       const left = dueAt - Date.now()

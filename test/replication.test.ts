@@ -364,3 +364,20 @@ describe('replica engine', () => {
     await third.close()
   })
 })
+
+describe('catch-up steps', () => {
+  it('cuts a backlog only where no key changed before the cut changes after it', async () => {
+    const { planSteps } = await import('../lib/batch-builder')
+    const inner = new MemoryLevel()
+    const db = new MirrorLevel(inner)
+    for (const k of ['a', 'b', 'a', 'c', 'd']) await db.put(k, 'v') // seqs 1..5
+    const snapshot = (inner as never as { snapshot: () => never }).snapshot()
+    const source = { db: inner as never, snapshot }
+    expect(await planSteps(source, 0, 5, 1)).toEqual([3, 4, 5]) // 'a' changes at 1 and 3: no cut at 1 or 2
+    expect(await planSteps(source, 0, 5, 2)).toEqual([3, 5])
+    expect(await planSteps(source, 0, 5, 100)).toEqual([5])
+    expect(await planSteps(source, 3, 5, 1)).toEqual([4, 5])
+    await (snapshot as { close: () => Promise<void> }).close()
+    await db.close()
+  })
+})
