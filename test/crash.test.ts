@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { ClassicLevel } from 'classic-level'
 import { inspectLog, tempDir, userData } from './helpers'
-import { applyHistory } from './fixtures/history'
+import { prefixIndex } from './fixtures/history'
 
 const writer = fileURLToPath(new URL('./fixtures/crash-writer.ts', import.meta.url))
 
@@ -33,9 +33,6 @@ function runAndKill (dir: string, start: number, afterMs: number, budget: number
   })
 }
 
-const hexOf = (m: Map<string, string>): Map<string, string> =>
-  new Map([...m].map(([k, v]) => [Buffer.from(k).toString('hex'), Buffer.from(v).toString('hex')]))
-
 describe('crash safety (real child process, SIGKILL)', () => {
   it('after every kill the store is the history up to some write at or past the last acknowledged one, and log and data agree', async () => {
     const { dir, cleanup } = tempDir()
@@ -53,18 +50,9 @@ describe('crash safety (real child process, SIGKILL)', () => {
         await db.close()
 
         // Prefix consistency and no lost acknowledgement: data equals history[0, m) for some m > acked.
-        const model = new Map<string, string>()
-        applyHistory(model, 0, start)
-        let m = start
-        let match = -1
         // Acks still in the child's stdout buffer die with it, so the store may be well past the
         // last ack we read; the search is bounded by what the child could have written.
-        const upto = Math.max(start, acked + 1) + 500_000
-        while (m <= upto) {
-          if (m > acked && equal(hexOf(model), data)) { match = m; break }
-          applyHistory(model, m, m + 1)
-          m++
-        }
+        const match = prefixIndex(data, Math.max(start, acked + 1), Math.max(start, acked + 1) + 500_000)
         expect(match, `round ${round}: store is no prefix state past ack ${acked}`).toBeGreaterThan(acked)
 
         // Log and data agree: consecutive records from where the log starts up to the head, the
@@ -86,8 +74,3 @@ describe('crash safety (real child process, SIGKILL)', () => {
   })
 })
 
-function equal (a: Map<string, string>, b: Map<string, string>): boolean {
-  if (a.size !== b.size) return false
-  for (const [k, v] of a) if (b.get(k) !== v) return false
-  return true
-}

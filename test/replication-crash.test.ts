@@ -6,7 +6,7 @@ import { ReplicaEngine } from '../lib/replica'
 import { metaKey } from '../lib/keyspace'
 import { unpackState } from '../lib/part-codec'
 import { tempDir, userData } from './helpers'
-import { applyHistory } from './fixtures/history'
+import { prefixIndex } from './fixtures/history'
 
 const child = fileURLToPath(new URL('./fixtures/replicated-writer.ts', import.meta.url))
 
@@ -33,26 +33,6 @@ function run (args: string[], killAfterMs: number | null): Promise<number> {
       else reject(new Error(`child ended with ${code ?? signal}: ${err}`))
     })
   })
-}
-
-const hex = (m: Map<string, string>): Map<string, string> =>
-  new Map([...m].map(([k, v]) => [Buffer.from(k).toString('hex'), Buffer.from(v).toString('hex')]))
-
-function equal (a: Map<string, string>, b: Map<string, string>): boolean {
-  if (a.size !== b.size) return false
-  for (const [k, v] of a) if (b.get(k) !== v) return false
-  return true
-}
-
-// The smallest m in [from, to] with data == history[0, m), or -1.
-function prefixIndex (data: Map<string, string>, from: number, to: number): number {
-  const model = new Map<string, string>()
-  applyHistory(model, 0, from)
-  for (let m = from; m <= to; m++) {
-    if (equal(hex(model), data)) return m
-    applyHistory(model, m, m + 1)
-  }
-  return -1
 }
 
 async function read (dir: string): Promise<{ data: Map<string, string>, committedJournal: boolean }> {
