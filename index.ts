@@ -7,3 +7,5 @@ export type { Mode, OnReplicaDown, ReplicaStatus, ReplicaBatchEvent } from './li
 export type { ReplicaState } from './lib/replicator'
 export { MirrorError, codes, type MirrorErrorCode } from './lib/errors'
 export { RESERVED_RANGE } from './lib/keyspace'
+export { TcpReplica, type TcpReplicaOptions } from './adapters/tcp'
+export { MirrorServer, type MirrorServerOptions } from './lib/server'

@@ -26,7 +26,15 @@ export const codes = {
   /** A write or `replicated()` waited longer than its timeout for replicas. The local write stays. */
   REPLICA_TIMEOUT: 'MIRROR_REPLICA_TIMEOUT',
   /** The database or replica was closed while an operation waited on it. */
-  CLOSED: 'MIRROR_CLOSED'
+  CLOSED: 'MIRROR_CLOSED',
+  /** A network peer broke the protocol: a bad frame, checksum, version or message. */
+  PROTOCOL: 'MIRROR_PROTOCOL',
+  /** Mutual authentication with the pre-shared key failed. */
+  AUTH: 'MIRROR_AUTH',
+  /** The server refused: another primary streams to the resource, or too many connections. */
+  BUSY: 'MIRROR_BUSY',
+  /** A network peer did not answer in time. */
+  TIMEOUT: 'MIRROR_TIMEOUT'
 } as const
 
 export type MirrorErrorCode = (typeof codes)[keyof typeof codes]

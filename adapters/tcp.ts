@@ -1,0 +1,274 @@
+import { randomBytes } from 'node:crypto'
+import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTls, type ConnectionOptions } from 'node:tls'
+import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
+import { MirrorError, codes } from '../lib/errors'
+import { describe, positiveInteger } from '../lib/options'
+import {
+  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
+  validResource, type Message
+} from '../lib/protocol'
+
+/** Options of {@link TcpReplica}: where the server is, how to prove who we are, and timeouts. */
+export interface TcpReplicaOptions extends CommonReplicaOptions {
+  /** Server address. Default '127.0.0.1'. */
+  host?: string
+  /** Server port (`mirror-level serve --port`, default 7410). */
+  port?: number
+  /** The replica's name on the server: its database is `DIR/<resource>`. */
+  resource: string
+  /** The pre-shared key, as text (the key file's contents; whitespace around it is ignored). */
+  key: string | Buffer
+  /** Use TLS: `true` with the system's CAs, or options for `tls.connect` (e.g. `{ ca }`). */
+  tls?: boolean | ConnectionOptions
+  /** Connecting and authenticating may take this long, in ms. Default 10 000. */
+  connectTimeout?: number
+  /** A hello or a part waits this long for the server's answer, in ms. Default 60 000. */
+  requestTimeout?: number
+  /** A heartbeat goes out this often while connected, in ms. Default 5000. */
+  heartbeatInterval?: number
+  /** Hearing nothing from the server for this long ends the connection, in ms. Default 15 000. */
+  heartbeatTimeout?: number
+  /** Parts of one batch in flight before waiting for the server's acknowledgements. Default 4. */
+  window?: number
+  /** Largest frame accepted from the server, in bytes. Default 64 MiB. */
+  maxFrameBytes?: number
+}
+
+interface Pending {
+  resolve: (m: Message) => void
+  reject: (err: Error) => void
+  received?: () => void
+  timer: NodeJS.Timeout
+}
+
+/**
+ * A replica on another machine, hosted by `mirror-level serve`. A thin transport: it connects and
+ * authenticates on `hello()`, carries parts and acknowledgements, and on any failure drops the
+ * connection and fails what is pending; the replicator decides when to call `hello()` again.
+ *
+ * Up to `window` parts of a batch are in flight at once: a non-final part resolves once it is on
+ * its way (an error it meets fails the batch's later parts), the final part once the server has
+ * applied the whole batch.
+ */
+export class TcpReplica implements ReplicaAdapter {
+  readonly name: string
+  readonly options: TcpReplicaOptions
+  #key: Buffer
+  #link: Link | null = null
+  #linking: Promise<{ link: Link, hello: ReplicaHello }> | null = null
+  #closed = false
+
+  constructor (options: TcpReplicaOptions) {
+    if (typeof options !== 'object' || options === null) throw new MirrorError('TcpReplica: options must be an object', codes.INVALID_OPTION)
+    if (!validResource(options.resource)) {
+      throw new MirrorError(`TcpReplica: option 'resource' must be one path segment of letters, digits, '.', '_' and '-', got ${describe(options.resource)}`, codes.INVALID_OPTION)
+    }
+    this.#key = keyBytes(options.key ?? '')
+    const port = options.port ?? 7410
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new MirrorError(`TcpReplica: option 'port' must be 1-65535, got ${describe(port)}`, codes.INVALID_OPTION)
+    for (const name of ['connectTimeout', 'requestTimeout', 'heartbeatInterval', 'heartbeatTimeout', 'window', 'maxFrameBytes'] as const) {
+      if (options[name] !== undefined) positiveInteger('TcpReplica', name, options[name])
+    }
+    this.options = { ...options, host: options.host ?? '127.0.0.1', port }
+    this.name = `tcp-${this.options.host}:${port}/${options.resource}`
+  }
+
+  async hello (): Promise<ReplicaHello> {
+    if (this.#link !== null && !this.#link.dead) {
+      const answer = await this.#link.request({ t: 'hello' })
+      return answer.hello as ReplicaHello
+    }
+    const { hello } = await this.#connect()
+    return hello
+  }
+
+  async apply (part: BatchPart, received?: () => void): Promise<PartAck> {
+    const link = this.#link !== null && !this.#link.dead ? this.#link : (await this.#connect()).link
+    return await link.send(part, received, this.options.window ?? 4)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    this.#link?.end()
+    this.#link = null
+  }
+
+  #connect (): Promise<{ link: Link, hello: ReplicaHello }> {
+    if (this.#closed) return Promise.reject(new MirrorError('TcpReplica is closed', codes.CLOSED))
+    this.#linking ??= Link.open(this.options, this.#key).then((r) => {
+      this.#link?.end()
+      this.#link = r.link
+      return r
+    }).finally(() => { this.#linking = null })
+    return this.#linking
+  }
+}
+
+/** One authenticated connection. */
+class Link {
+  dead = false
+  #socket: Socket
+  #options: TcpReplicaOptions
+  #decoder: FrameDecoder
+  #pending = new Map<number, Pending>()
+  #inflight = new Set<Promise<unknown>>()
+  #failure: Error | null = null
+  #nextId = 1
+  #heartbeat: NodeJS.Timeout | null = null
+  #lastWatermark = 0
+
+  private constructor (socket: Socket, options: TcpReplicaOptions) {
+    this.#socket = socket
+    this.#options = options
+    this.#decoder = new FrameDecoder(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES)
+  }
+
+  static open (options: TcpReplicaOptions, key: Buffer): Promise<{ link: Link, hello: ReplicaHello }> {
+    return new Promise((resolve, reject) => {
+      const where = `${options.host}:${options.port}`
+      const socket = options.tls !== undefined && options.tls !== false
+        ? connectTls({ host: options.host, port: options.port, servername: options.host, ...(options.tls === true ? {} : options.tls) })
+        : connectTcp({ host: options.host!, port: options.port! })
+      const link = new Link(socket, options)
+      const nonce = randomBytes(32)
+      let serverNonce: Buffer | null = null
+      let settled = false
+      const fail = (err: Error): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        socket.destroy()
+        reject(err)
+      }
+      const timer = setTimeout(() => fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms`, codes.TIMEOUT)), options.connectTimeout ?? 10_000)
+      socket.setNoDelay(true)
+      socket.on('error', (err) => fail(new MirrorError(`${where}: ${err.message}`, codes.TIMEOUT, { cause: err })))
+      socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.PROTOCOL)))
+      const onHandshake = (chunk: Buffer): void => {
+        let messages: Message[]
+        try {
+          messages = link.#decoder.push(chunk)
+        } catch (err) {
+          return fail(err as Error)
+        }
+        for (const m of messages) {
+          if (m.t === 'error') return fail(new MirrorError(`${where}: server refused: ${String(m.message)}`, (m.code as never) ?? codes.PROTOCOL))
+          if (serverNonce === null) {
+            if (m.t !== 'challenge') return fail(new MirrorError(`${where}: expected a challenge, got '${String(m.t).slice(0, 32)}'`, codes.PROTOCOL))
+            if (m.v !== PROTOCOL_VERSION) return fail(new MirrorError(`${where}: server speaks protocol ${String(m.v)}, this client ${PROTOCOL_VERSION}`, codes.PROTOCOL))
+            if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 32) return fail(new MirrorError(`${where}: challenge without a 32-byte nonce`, codes.PROTOCOL))
+            serverNonce = Buffer.from(m.nonce)
+            socket.write(encodeFrame({ t: 'auth', v: PROTOCOL_VERSION, resource: options.resource, nonce, mac: proof(key, 'client', serverNonce, nonce, options.resource) }))
+          } else if (m.t === 'welcome') {
+            if (!proofMatches(proof(key, 'server', nonce, serverNonce, options.resource), m.mac)) {
+              return fail(new MirrorError(`${where}: the server could not prove it holds the key`, codes.AUTH))
+            }
+            settled = true
+            clearTimeout(timer)
+            socket.removeAllListeners('data')
+            socket.removeAllListeners('close')
+            socket.removeAllListeners('error')
+            link.#start()
+            const hello = m.hello as ReplicaHello
+            link.#lastWatermark = hello.watermark
+            return resolve({ link, hello })
+          } else {
+            return fail(new MirrorError(`${where}: expected a welcome, got '${String(m.t).slice(0, 32)}'`, codes.PROTOCOL))
+          }
+        }
+      }
+      socket.on('data', onHandshake)
+    })
+  }
+
+  #start (): void {
+    const socket = this.#socket
+    socket.on('data', (chunk: Buffer) => {
+      let messages: Message[]
+      try {
+        messages = this.#decoder.push(chunk)
+      } catch (err) {
+        return this.#fail(err as Error)
+      }
+      for (const m of messages) this.#onMessage(m)
+    })
+    socket.on('error', (err) => this.#fail(new MirrorError(`connection failed: ${err.message}`, codes.TIMEOUT, { cause: err })))
+    socket.on('close', () => this.#fail(new MirrorError('connection closed', codes.PROTOCOL)))
+    const timeout = this.#options.heartbeatTimeout ?? 15_000
+    socket.setTimeout(timeout, () => this.#fail(new MirrorError(`no word from the server for ${timeout} ms`, codes.TIMEOUT)))
+    this.#heartbeat = setInterval(() => this.#write({ t: 'ping' }), this.#options.heartbeatInterval ?? 5000)
+    this.#heartbeat.unref()
+  }
+
+  #write (m: Message): void {
+    if (!this.dead) this.#socket.write(encodeFrame(m))
+  }
+
+  #onMessage (m: Message): void {
+    if (m.t === 'pong') return
+    const pending = typeof m.id === 'number' ? this.#pending.get(m.id) : undefined
+    if (m.t === 'received') {
+      pending?.received?.()
+      return
+    }
+    if (m.t === 'error' && (m.fatal === true || pending === undefined)) {
+      return this.#fail(new MirrorError(`server: ${String(m.message)}`, (m.code as never) ?? codes.PROTOCOL))
+    }
+    if (pending === undefined) return this.#fail(new MirrorError(`unexpected '${String(m.t).slice(0, 32)}' from the server`, codes.PROTOCOL))
+    this.#pending.delete(m.id as number)
+    clearTimeout(pending.timer)
+    if (m.t !== 'error') return pending.resolve(m)
+    // The replica refused something: start over from a fresh connection and a fresh hello.
+    const err = new MirrorError(`server: ${String(m.message)}`, (m.code as never) ?? codes.PROTOCOL)
+    pending.reject(err)
+    this.#fail(err)
+  }
+
+  request (m: Message, received?: () => void): Promise<Message> {
+    if (this.dead) return Promise.reject(this.#failure ?? new MirrorError('connection closed', codes.PROTOCOL))
+    const id = this.#nextId++
+    const timeout = this.#options.requestTimeout ?? 60_000
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.#fail(new MirrorError(`the server did not answer within ${timeout} ms`, codes.TIMEOUT)), timeout)
+      this.#pending.set(id, { resolve, reject, received, timer })
+      this.#write({ ...m, id })
+    })
+  }
+
+  async send (part: BatchPart, received: (() => void) | undefined, window: number): Promise<PartAck> {
+    if (this.#failure !== null) throw this.#failure
+    const answer = this.request({ t: 'part', part }, received)
+    if (part.final) {
+      const m = await answer
+      // Earlier parts were answered first (the server works in order); any error among them has
+      // already failed this batch.
+      if (this.#failure !== null) throw this.#failure
+      this.#lastWatermark = m.watermark as number
+      return { watermark: this.#lastWatermark }
+    }
+    const tracked = answer.then(() => {}, (err: Error) => { this.#failure ??= err })
+    this.#inflight.add(tracked)
+    void tracked.finally(() => this.#inflight.delete(tracked))
+    while (this.#inflight.size >= window) await Promise.race(this.#inflight)
+    if (this.#failure !== null) throw this.#failure
+    return { watermark: this.#lastWatermark }
+  }
+
+  #fail (err: Error): void {
+    if (this.dead) return
+    this.dead = true
+    this.#failure ??= err
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat)
+    this.#socket.destroy()
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer)
+      p.reject(err)
+    }
+    this.#pending.clear()
+  }
+
+  end (): void {
+    this.#fail(new MirrorError('closed by the primary', codes.CLOSED))
+  }
+}

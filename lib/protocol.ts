@@ -1,0 +1,118 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { crc32 } from 'node:zlib'
+import { Packr } from 'msgpackr'
+import { MirrorError, codes } from './errors'
+
+/**
+ * The wire protocol between a primary (TcpReplica) and `mirror-level serve`.
+ *
+ * A frame is a 4-byte big-endian payload length, the payload's CRC-32 (4 bytes, big-endian) and
+ * the payload: one msgpack map with a type `t`. The server speaks first with a fresh nonce; the
+ * client answers with its own nonce and an HMAC proving it holds the key; the server answers with
+ * an HMAC over both nonces the other way round. Nothing else is accepted before that, and a
+ * recorded handshake cannot be replayed: the other side's nonce is new every time.
+ */
+export const PROTOCOL_VERSION = 1
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+const HEADER = 8
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true })
+
+export type Message = Record<string, unknown> & { t: string }
+
+export function encodeFrame (message: Message): Buffer {
+  const payload = packr.pack(message)
+  const frame = Buffer.allocUnsafe(HEADER + payload.length)
+  frame.writeUInt32BE(payload.length, 0)
+  frame.writeUInt32BE(crc32(payload), 4)
+  payload.copy(frame, HEADER)
+  return frame
+}
+
+/**
+ * Splits a byte stream into messages. Holds at most one frame's bytes; a frame larger than the
+ * limit, a checksum mismatch or a payload that is not a message is a protocol error (the caller
+ * closes the connection).
+ */
+export class FrameDecoder {
+  #chunks: Buffer[] = []
+  #buffered = 0
+  #max: number
+
+  constructor (maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {
+    this.#max = maxFrameBytes
+  }
+
+  /** Bytes held for an incomplete frame. */
+  get buffered (): number { return this.#buffered }
+
+  push (chunk: Buffer): Message[] {
+    this.#chunks.push(chunk)
+    this.#buffered += chunk.length
+    const out: Message[] = []
+    while (this.#buffered >= HEADER) {
+      const head = this.#peek(HEADER)
+      const length = head.readUInt32BE(0)
+      if (length > this.#max) throw protocolError(`frame of ${length} bytes exceeds the limit of ${this.#max}`)
+      if (this.#buffered < HEADER + length) break
+      const frame = this.#take(HEADER + length)
+      const payload = frame.subarray(HEADER)
+      if (crc32(payload) !== frame.readUInt32BE(4)) throw protocolError('frame checksum mismatch')
+      let message: unknown
+      try {
+        message = packr.unpack(payload)
+      } catch {
+        throw protocolError('frame payload is not msgpack')
+      }
+      if (typeof message !== 'object' || message === null || typeof (message as Message).t !== 'string') {
+        throw protocolError('frame payload is not a message')
+      }
+      out.push(message as Message)
+    }
+    return out
+  }
+
+  #peek (n: number): Buffer {
+    if (this.#chunks[0].length < n) this.#chunks = [Buffer.concat(this.#chunks)]
+    return this.#chunks[0].subarray(0, n)
+  }
+
+  #take (n: number): Buffer {
+    const all = this.#chunks.length === 1 ? this.#chunks[0] : Buffer.concat(this.#chunks)
+    const frame = all.subarray(0, n)
+    const rest = all.subarray(n)
+    this.#chunks = rest.length > 0 ? [rest] : []
+    this.#buffered = rest.length
+    return frame
+  }
+}
+
+export function protocolError (message: string): MirrorError {
+  return new MirrorError(`Protocol error: ${message}`, codes.PROTOCOL)
+}
+
+/** The key as users write it (a key file's text, whitespace around it ignored), as HMAC bytes. */
+export function keyBytes (text: string | Buffer): Buffer {
+  const trimmed = (typeof text === 'string' ? text : text.toString('utf8')).trim()
+  if (trimmed.length < 16) {
+    throw new MirrorError('The pre-shared key must be at least 16 characters (make one with `mirror-level keygen`)', codes.INVALID_OPTION)
+  }
+  return Buffer.from(trimmed, 'utf8')
+}
+
+export function proof (key: Buffer, role: 'client' | 'server', mine: Uint8Array, theirs: Uint8Array, resource: string): Buffer {
+  return createHmac('sha256', key)
+    .update(`mirror-level/${PROTOCOL_VERSION} ${role}\0${resource}\0`)
+    .update(mine)
+    .update(theirs)
+    .digest()
+}
+
+export function proofMatches (expected: Buffer, got: unknown): boolean {
+  return got instanceof Uint8Array && got.length === expected.length && timingSafeEqual(expected, got)
+}
+
+/** Resource names are one path segment: letters, digits, '.', '_' and '-', not starting with '.'. */
+export function validResource (name: unknown): name is string {
+  return typeof name === 'string' && /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(name)
+}

@@ -1,0 +1,301 @@
+import { randomBytes } from 'node:crypto'
+import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { join, resolve } from 'node:path'
+import { createServer as createTlsServer } from 'node:tls'
+import { MirrorError, codes } from './errors'
+import type { InnerDb } from './inner'
+import { describe, positiveInteger } from './options'
+import {
+  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
+  validResource, type Message
+} from './protocol'
+import { ReplicaEngine } from './replica'
+
+/** Options of {@link MirrorServer} (the `mirror-level serve` command). */
+export interface MirrorServerOptions {
+  /** The directory holding one replica database per resource, at `dir/<resource>`. */
+  dir: string
+  /** The pre-shared key, as text (whitespace around it is ignored). */
+  key: string | Buffer
+  /** Address to listen on. Default '127.0.0.1': listening elsewhere is a decision to make. */
+  host?: string
+  /** Port; 0 picks a free one. Default 7410. */
+  port?: number
+  /** TLS certificate and private key (PEM). Without them the server speaks plain TCP. */
+  tls?: { cert: string | Buffer, key: string | Buffer }
+  /** At most this many connections at once (authenticated or not). Default 64. */
+  maxConnections?: number
+  /** Largest frame accepted, in bytes. Default 64 MiB. */
+  maxFrameBytes?: number
+  /** A connection must authenticate within this many ms. Default 5000. */
+  authTimeout?: number
+  /**
+   * A connection that sends nothing (not even a heartbeat) for this many ms is closed, which frees
+   * its resource for a reconnecting primary. Default 15 000 (primaries send a heartbeat every 5 s).
+   */
+  idleTimeout?: number
+  /** Where log lines go. Default: none. */
+  log?: (line: string) => void
+  /** Opens a resource's database. Default: classic-level at `dir/<resource>`. */
+  openDb?: (path: string) => InnerDb | Promise<InnerDb>
+}
+
+type ResolvedOptions = Required<Omit<MirrorServerOptions, 'tls' | 'key'>> & { tls?: MirrorServerOptions['tls'] }
+
+interface Resource {
+  engine: ReplicaEngine | null
+  connection: Connection
+}
+
+/**
+ * Hosts replica databases for remote primaries. Each connection authenticates both ways with the
+ * pre-shared key, names one resource, and then streams batch parts that the replica engine applies
+ * (the same engine, reserved range and recovery as LevelReplica). One primary per resource at a
+ * time; a bounded number of connections; frames of bounded size; anything malformed is answered
+ * with an error and changes nothing.
+ */
+export class MirrorServer {
+  #options: ResolvedOptions
+  #key: Buffer
+  #server: Server
+  #connections = new Set<Connection>()
+  #resources = new Map<string, Resource>()
+  #closing = false
+
+  constructor (options: MirrorServerOptions) {
+    if (typeof options !== 'object' || options === null) throw new MirrorError('MirrorServer: options must be an object', codes.INVALID_OPTION)
+    if (typeof options.dir !== 'string' || options.dir.length === 0) {
+      throw new MirrorError(`MirrorServer: option 'dir' must be a directory path, got ${describe(options.dir)}`, codes.INVALID_OPTION)
+    }
+    this.#key = keyBytes(options.key)
+    const port = options.port ?? 7410
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MirrorError(`MirrorServer: option 'port' must be 0-65535, got ${describe(port)}`, codes.INVALID_OPTION)
+    this.#options = {
+      dir: resolve(options.dir),
+      host: options.host ?? '127.0.0.1',
+      port,
+      tls: options.tls,
+      maxConnections: positiveInteger('MirrorServer', 'maxConnections', options.maxConnections, 64),
+      maxFrameBytes: positiveInteger('MirrorServer', 'maxFrameBytes', options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES),
+      authTimeout: positiveInteger('MirrorServer', 'authTimeout', options.authTimeout, 5000),
+      idleTimeout: positiveInteger('MirrorServer', 'idleTimeout', options.idleTimeout, 15_000),
+      log: options.log ?? (() => {}),
+      // Loaded on first use, so importing mirror-level does not load a native module.
+      openDb: options.openDb ?? (async (path) => new (await import('classic-level')).ClassicLevel(path) as unknown as InnerDb)
+    }
+    const onSocket = (socket: Socket): void => this.#accept(socket)
+    this.#server = this.#options.tls !== undefined
+      ? createTlsServer({ cert: this.#options.tls.cert, key: this.#options.tls.key }, onSocket)
+      : createTcpServer(onSocket)
+    this.#server.on('tlsClientError', (err: Error) => this.#options.log(`TLS handshake failed: ${err.message}`))
+  }
+
+  /** Starts listening; resolves with the address (useful with port 0). */
+  listen (): Promise<{ host: string, port: number }> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(this.#options.port, this.#options.host, () => {
+        this.#server.off('error', reject)
+        const a = this.#server.address() as AddressInfo
+        this.#options.log(`listening on ${a.address}:${a.port}${this.#options.tls !== undefined ? ' (TLS)' : ''}, replicas in ${this.#options.dir}`)
+        resolve({ host: a.address, port: a.port })
+      })
+    })
+  }
+
+  /** Stops accepting, lets each connection finish the part in hand, and closes every database. */
+  async close (): Promise<void> {
+    if (this.#closing) return
+    this.#closing = true
+    const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    await Promise.all([...this.#connections].map((c) => c.shutdown()))
+    await stopped
+    this.#options.log('closed')
+  }
+
+  /** Connections open now (for tests and status). */
+  get connections (): number { return this.#connections.size }
+
+  #accept (socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy()
+      return
+    }
+    if (this.#connections.size >= this.#options.maxConnections) {
+      socket.end(encodeFrame({ t: 'error', code: codes.BUSY, message: `too many connections (${this.#options.maxConnections})`, fatal: true }))
+      socket.destroySoon()
+      return
+    }
+    const connection = new Connection(socket, this)
+    this.#connections.add(connection)
+    socket.once('close', () => {
+      this.#connections.delete(connection)
+      void connection.release()
+    })
+  }
+
+  // For Connection: the shared state and policy.
+  get options (): ResolvedOptions { return this.#options }
+  get key (): Buffer { return this.#key }
+
+  async claim (resource: string, connection: Connection): Promise<ReplicaEngine> {
+    const held = this.#resources.get(resource)
+    if (held !== undefined) {
+      throw new MirrorError(`resource '${resource}' already has a primary streaming to it (from ${held.connection.peer}); one primary per resource`, codes.BUSY)
+    }
+    const claim: Resource = { engine: null, connection }
+    this.#resources.set(resource, claim)
+    try {
+      claim.engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, resource)))
+      await claim.engine.open()
+      return claim.engine
+    } catch (err) {
+      this.#resources.delete(resource)
+      throw err
+    }
+  }
+
+  async unclaim (resource: string, connection: Connection): Promise<void> {
+    const held = this.#resources.get(resource)
+    if (held === undefined || held.connection !== connection) return
+    try {
+      await held.engine?.close()
+    } finally {
+      this.#resources.delete(resource)
+    }
+  }
+}
+
+/** One client connection: handshake, then parts applied in order. */
+class Connection {
+  readonly peer: string
+  #socket: Socket
+  #server: MirrorServer
+  #decoder: FrameDecoder
+  #nonce = randomBytes(32)
+  #resource: string | null = null
+  #engine: ReplicaEngine | null = null
+  #authenticated = false
+  #claiming = false
+  #work: Promise<void> = Promise.resolve()
+  #queued = 0
+  #released: Promise<void> | null = null
+  #authTimer: NodeJS.Timeout
+
+  constructor (socket: Socket, server: MirrorServer) {
+    this.#socket = socket
+    this.#server = server
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`
+    const o = server.options
+    this.#decoder = new FrameDecoder(o.maxFrameBytes)
+    socket.setNoDelay(true)
+    socket.setTimeout(o.idleTimeout, () => this.#fail('idle timeout'))
+    this.#authTimer = setTimeout(() => this.#fail('did not authenticate in time'), o.authTimeout)
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    socket.on('error', () => {})
+    this.#send({ t: 'challenge', v: PROTOCOL_VERSION, nonce: this.#nonce })
+  }
+
+  #send (message: Message): void {
+    if (!this.#socket.destroyed) this.#socket.write(encodeFrame(message))
+  }
+
+  #fail (why: string, code: string = codes.PROTOCOL): void {
+    if (this.#socket.destroyed) return
+    this.#server.options.log(`${this.peer}${this.#resource !== null ? ` [${this.#resource}]` : ''}: closing: ${why}`)
+    this.#socket.end(encodeFrame({ t: 'error', code, message: why, fatal: true }))
+    this.#socket.destroySoon()
+    clearTimeout(this.#authTimer)
+  }
+
+  #onData (chunk: Buffer): void {
+    let messages: Message[]
+    try {
+      messages = this.#decoder.push(chunk)
+    } catch (err) {
+      this.#fail((err as Error).message)
+      return
+    }
+    for (const message of messages) {
+      if (this.#socket.destroyed) return
+      if (!this.#authenticated) this.#handshake(message)
+      else this.#enqueue(message)
+    }
+  }
+
+  #handshake (m: Message): void {
+    if (this.#claiming) return this.#fail('a frame arrived before authentication finished')
+    if (m.t !== 'auth') return this.#fail(`expected an auth frame, got '${String(m.t).slice(0, 32)}'`)
+    if (m.v !== PROTOCOL_VERSION) return this.#fail(`protocol version ${String(m.v)} is not supported (this server speaks ${PROTOCOL_VERSION})`)
+    if (!validResource(m.resource)) return this.#fail('resource name is not allowed (one path segment of letters, digits, ".", "_" and "-", not starting with ".")')
+    if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 32) return this.#fail('auth frame without a 32-byte nonce')
+    const expected = proof(this.#server.key, 'client', this.#nonce, m.nonce, m.resource)
+    if (!proofMatches(expected, m.mac)) return this.#fail('authentication failed: wrong key', codes.AUTH)
+    const resource = m.resource
+    const theirs = m.nonce
+    this.#claiming = true
+    this.#server.claim(resource, this).then((engine) => {
+      clearTimeout(this.#authTimer)
+      this.#claiming = false
+      this.#authenticated = true
+      this.#resource = resource
+      this.#engine = engine
+      if (this.#socket.destroyed) return void this.release()
+      this.#server.options.log(`${this.peer}: primary for '${resource}' (watermark ${engine.hello().watermark})`)
+      this.#send({ t: 'welcome', mac: proof(this.#server.key, 'server', theirs, this.#nonce, resource), hello: engine.hello() })
+    }, (err: MirrorError) => {
+      this.#claiming = false
+      this.#fail(err.message, err.code ?? codes.BUSY)
+    })
+  }
+
+  // Messages after authentication run one at a time, in order; the socket pauses while a few wait.
+  #enqueue (m: Message): void {
+    this.#queued++
+    if (this.#queued > 8) this.#socket.pause()
+    if (m.t === 'part') this.#send({ t: 'received', id: m.id }) // held in memory: memsync's ack
+    this.#work = this.#work.then(() => this.#handle(m)).finally(() => {
+      this.#queued--
+      if (this.#queued <= 8 && !this.#socket.destroyed) this.#socket.resume()
+    })
+  }
+
+  async #handle (m: Message): Promise<void> {
+    const engine = this.#engine!
+    switch (m.t) {
+      case 'ping':
+        return this.#send({ t: 'pong' })
+      case 'hello':
+        return this.#send({ t: 'hello', id: m.id, hello: engine.hello() })
+      case 'part':
+        try {
+          const ack = await engine.apply(m.part as never)
+          this.#send({ t: 'ack', id: m.id, watermark: ack.watermark })
+        } catch (err) {
+          const e = err as MirrorError
+          this.#send({ t: 'error', id: m.id, code: e.code ?? codes.BAD_PART, message: e.message })
+        }
+        return
+      default:
+        return this.#send({ t: 'error', id: m.id, code: codes.PROTOCOL, message: `unknown message type '${String(m.t).slice(0, 32)}'` })
+    }
+  }
+
+  /** Finish the part in hand, then close. */
+  async shutdown (): Promise<void> {
+    this.#socket.pause()
+    await this.#work
+    this.#socket.end()
+    this.#socket.destroySoon()
+    await this.release()
+  }
+
+  release (): Promise<void> {
+    this.#released ??= (async () => {
+      clearTimeout(this.#authTimer)
+      await this.#work
+      if (this.#resource !== null) await this.#server.unclaim(this.#resource, this)
+    })()
+    return this.#released
+  }
+}
