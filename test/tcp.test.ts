@@ -1,0 +1,198 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, readdirSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { ClassicLevel } from 'classic-level'
+import { MemoryLevel } from 'memory-level'
+import { MirrorLevel } from '../lib/mirror-level'
+import { TcpReplica } from '../adapters/tcp'
+import { MirrorServer } from '../lib/server'
+import { FrameDecoder, PROTOCOL_VERSION, encodeFrame, proof, type Message } from '../lib/protocol'
+import { tempDir, userData } from './helpers'
+import { serialize, until } from './replication-helpers'
+import { exited, runCli, startServer } from './tcp-helpers'
+
+const KEY = 'c0ffee'.repeat(11)
+const tmp = tempDir('mirror-level-tcp-')
+afterAll(() => tmp.cleanup())
+let n = 0
+const fresh = (): string => join(tmp.dir, `t${n++}`)
+
+/** A raw protocol client, for talking to a server the way a broken or hostile peer would. */
+class Raw {
+  socket: Socket
+  messages: Message[] = []
+  closed = false
+  #decoder = new FrameDecoder()
+  constructor (port: number) {
+    this.socket = connect(port, '127.0.0.1')
+    this.socket.on('data', (d) => { try { this.messages.push(...this.#decoder.push(d)) } catch {} })
+    this.socket.on('close', () => { this.closed = true })
+    this.socket.on('error', () => {})
+  }
+
+  async next (t?: string): Promise<Message> {
+    await until(() => this.messages.some((m) => t === undefined || m.t === t) || this.closed, 5000)
+    const at = this.messages.findIndex((m) => t === undefined || m.t === t)
+    if (at === -1) throw new Error(`connection closed before a '${t}' frame`)
+    return this.messages.splice(at, 1)[0]
+  }
+
+  send (m: Message): void { this.socket.write(encodeFrame(m)) }
+
+  /** Runs the client side of the handshake; returns the auth frame it sent. */
+  async authenticate (resource: string, key = KEY): Promise<Message> {
+    const challenge = await this.next('challenge')
+    const nonce = randomBytes(32)
+    const auth = { t: 'auth', v: PROTOCOL_VERSION, resource, nonce, mac: proof(Buffer.from(key), 'client', challenge.nonce as Buffer, nonce, resource) }
+    this.send(auth)
+    return auth
+  }
+}
+
+async function memoryServer (options: Record<string, unknown> = {}) {
+  const dbs = new Map<string, MemoryLevel>()
+  const server = new MirrorServer({
+    dir: fresh(),
+    key: KEY,
+    port: 0,
+    openDb: (path) => {
+      if (!dbs.has(path)) dbs.set(path, new MemoryLevel())
+      return dbs.get(path) as never
+    },
+    ...options
+  })
+  const { port } = await server.listen()
+  return { server, port, dbs }
+}
+
+describe('mirror-level serve and TcpReplica', () => {
+  it('mirrors to a server process; the replica directory opens with plain classic-level; SIGTERM exits cleanly', async () => {
+    const dir = fresh()
+    const keyFile = join(tmp.dir, 'key')
+    writeFileSync(keyFile, `\n  ${KEY}  \n`)
+    const { child, port } = await startServer(['--dir', dir, '--port', '0', '--key-file', keyFile])
+    const inner = new MemoryLevel()
+    const db = new MirrorLevel(inner, { replicas: [new TcpReplica({ port, resource: 'app-db', key: KEY, maxBatchOps: 50 })] })
+    await db.batch(Array.from({ length: 500 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: `v${i}` })))
+    for (let i = 0; i < 100; i++) await db.put(`k${i}`, 'again')
+    await db.replicated()
+    expect(db.mirrorStatus().replicas[0]).toMatchObject({ state: 'idle', consistent: true, watermark: db.head!.seq })
+    const expected = await userData(inner as never)
+    await db.close()
+    child.kill('SIGTERM')
+    expect(await exited(child)).toEqual({ code: 0, signal: null })
+    const replica = new ClassicLevel(join(dir, 'app-db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    expect(await userData(replica as never)).toEqual(expected)
+    await replica.close()
+    const status = await runCli(['status', join(dir, 'app-db')])
+    expect(status.stdout).toMatch(/replica: generation [0-9a-f]{32}, watermark 101/)
+  })
+
+  it('refuses a wrong key both ways, with a clear message, and writes nothing', async () => {
+    const { server, port, dbs } = await memoryServer()
+    const wrong = new TcpReplica({ port, resource: 'r', key: 'not-the-right-key-at-all' })
+    await expect(wrong.hello()).rejects.toMatchObject({ code: 'MIRROR_AUTH', message: expect.stringMatching(/wrong key/) })
+    expect(dbs.size).toBe(0)
+    // A server that does not hold the key cannot pass itself off as the replica.
+    const fake = createServer((s) => {
+      s.write(encodeFrame({ t: 'challenge', v: PROTOCOL_VERSION, nonce: randomBytes(32) }))
+      s.on('data', () => s.write(encodeFrame({ t: 'welcome', mac: randomBytes(32), hello: { generation: null, watermark: 0, pending: null } })))
+    })
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve))
+    const victim = new TcpReplica({ port: (fake.address() as AddressInfo).port, resource: 'r', key: KEY })
+    await expect(victim.hello()).rejects.toMatchObject({ code: 'MIRROR_AUTH', message: expect.stringMatching(/could not prove/) })
+    fake.close()
+    await server.close()
+  })
+
+  it('refuses a replayed handshake and any frame before authentication', async () => {
+    const { server, port, dbs } = await memoryServer()
+    const first = new Raw(port)
+    const auth = await first.authenticate('r')
+    expect((await first.next('welcome')).t).toBe('welcome')
+    first.socket.destroy()
+    await until(() => server.connections === 0)
+    const replay = new Raw(port)
+    await replay.next('challenge')
+    replay.send(auth) // recorded from the first connection: its nonce answers another challenge
+    expect(await replay.next('error')).toMatchObject({ code: 'MIRROR_AUTH', fatal: true })
+    await until(() => replay.closed)
+    const early = new Raw(port)
+    await early.next('challenge')
+    early.send({ t: 'part', id: 1, part: { generation: 'g', from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [] } })
+    expect(await early.next('error')).toMatchObject({ code: 'MIRROR_PROTOCOL', message: expect.stringMatching(/expected an auth frame/) })
+    await until(() => early.closed)
+    const db = dbs.get([...dbs.keys()][0])!
+    await db.open()
+    expect(await serialize(db as never)).toBe('[]')
+    await server.close()
+  })
+
+  it('lets one primary stream to a resource at a time', async () => {
+    const { server, port } = await memoryServer()
+    const a = new TcpReplica({ port, resource: 'shared', key: KEY })
+    const b = new TcpReplica({ port, resource: 'shared', key: KEY })
+    await a.hello()
+    await expect(b.hello()).rejects.toMatchObject({ code: 'MIRROR_BUSY', message: expect.stringMatching(/already has a primary/) })
+    await a.close()
+    await until(async () => { try { await b.hello(); return true } catch { return false } })
+    await b.close()
+    await server.close()
+  })
+
+  it('refuses resource names that could escape the directory', async () => {
+    const dir = fresh()
+    const server = new MirrorServer({ dir, key: KEY, port: 0 })
+    const { port } = await server.listen()
+    for (const name of ['..', '../evil', '.', '.hidden', 'a/b', 'a\\b', '', 'x'.repeat(200), '/etc']) {
+      expect(() => new TcpReplica({ port, resource: name, key: KEY })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+      const raw = new Raw(port)
+      await raw.authenticate(name)
+      expect(await raw.next('error')).toMatchObject({ code: 'MIRROR_PROTOCOL', message: expect.stringMatching(/resource name is not allowed/) })
+    }
+    expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([])
+    expect(existsSync(join(dir, '..', 'evil'))).toBe(false)
+    await server.close()
+  })
+
+  it('speaks TLS when given a certificate; a plain client cannot connect', async () => {
+    const dir = fresh()
+    const cert = join(tmp.dir, 'cert.pem')
+    const pem = join(tmp.dir, 'key.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', pem, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+    const keyFile = join(tmp.dir, 'tls-key')
+    writeFileSync(keyFile, KEY)
+    const { child, port } = await startServer(['--dir', dir, '--port', '0', '--key-file', keyFile, '--tls-cert', cert, '--tls-key', pem])
+    const { readFileSync } = await import('node:fs')
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new TcpReplica({ port, resource: 'secure', key: KEY, tls: { ca: readFileSync(cert) } })] })
+    await db.put('secret', 'value')
+    await db.replicated()
+    await db.close()
+    const plain = new TcpReplica({ port, resource: 'secure', key: KEY, connectTimeout: 1000 })
+    await expect(plain.hello()).rejects.toBeInstanceOf(Error)
+    child.kill('SIGTERM')
+    expect((await exited(child)).code).toBe(0)
+  })
+
+  it('the command line: help, keygen, clear errors and exit codes', async () => {
+    expect((await runCli(['--help'])).stdout).toMatch(/serve .*keygen .*status/s)
+    expect((await runCli(['serve', '--help'])).stdout).toMatch(/--key-file FILE/)
+    const key = await runCli(['keygen'])
+    expect(key.stdout.trim()).toMatch(/^[0-9a-f]{64}$/)
+    const out = join(tmp.dir, 'new-key')
+    expect((await runCli(['keygen', '--out', out])).code).toBe(0)
+    expect((await runCli(['keygen', '--out', out])).stderr).toMatch(/exists/)
+    const missing = await runCli(['serve', '--dir', fresh()])
+    expect(missing).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs --key-file/) })
+    const badFile = await runCli(['serve', '--dir', fresh(), '--key-file', '/nonexistent/key'])
+    expect(badFile).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot read the key file/) })
+    const shortKey = join(tmp.dir, 'short')
+    writeFileSync(shortKey, 'abc')
+    expect((await runCli(['serve', '--dir', fresh(), '--key-file', shortKey])).stderr).toMatch(/at least 16 characters/)
+    expect((await runCli(['bogus'])).code).toBe(2)
+    expect((await runCli(['serve', '--dir', fresh(), '--key-file', out, '--port', 'x'])).stderr).toMatch(/whole number/)
+  })
+})
