@@ -117,6 +117,7 @@ class Link {
   #nextId = 1
   #heartbeat: NodeJS.Timeout | null = null
   #lastWatermark = 0
+  #heardAt = 0
 
   private constructor (socket: Socket, options: TcpReplicaOptions) {
     this.#socket = socket
@@ -185,6 +186,7 @@ class Link {
   #start (): void {
     const socket = this.#socket
     socket.on('data', (chunk: Buffer) => {
+      this.#heardAt = Date.now()
       let messages: Message[]
       try {
         messages = this.#decoder.push(chunk)
@@ -195,9 +197,20 @@ class Link {
     })
     socket.on('error', (err) => this.#fail(new MirrorError(`connection failed: ${err.message}`, codes.TIMEOUT, { cause: err })))
     socket.on('close', () => this.#fail(new MirrorError('connection closed', codes.PROTOCOL)))
+    // Silence is measured on what arrives: our own pings keep the socket busy, so its idle timer
+    // would never fire on a link that swallows everything.
     const timeout = this.#options.heartbeatTimeout ?? 15_000
-    socket.setTimeout(timeout, () => this.#fail(new MirrorError(`no word from the server for ${timeout} ms`, codes.TIMEOUT)))
-    this.#heartbeat = setInterval(() => this.#write({ t: 'ping' }), this.#options.heartbeatInterval ?? 5000)
+    const interval = this.#options.heartbeatInterval ?? 5000
+    this.#heardAt = Date.now()
+    let pingedAt = Date.now()
+    this.#heartbeat = setInterval(() => {
+      const now = Date.now()
+      if (now - this.#heardAt > timeout) return this.#fail(new MirrorError(`no word from the server for ${timeout} ms`, codes.TIMEOUT))
+      if (now - pingedAt >= interval) {
+        pingedAt = now
+        this.#write({ t: 'ping' })
+      }
+    }, Math.max(10, Math.min(interval, Math.floor(timeout / 4))))
     this.#heartbeat.unref()
   }
 
