@@ -147,12 +147,8 @@ class Link {
       socket.on('error', (err) => fail(new MirrorError(`${where}: ${err.message}`, codes.TIMEOUT, { cause: err })))
       socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.PROTOCOL)))
       const onHandshake = (chunk: Buffer): void => {
-        let messages: Message[]
-        try {
-          messages = link.#decoder.push(chunk)
-        } catch (err) {
-          return fail(err as Error)
-        }
+        const messages = link.#decoder.push(chunk)
+        if (link.#decoder.error !== null) return fail(link.#decoder.error)
         for (const m of messages) {
           if (m.t === 'error') return fail(new MirrorError(`${where}: server refused: ${String(m.message)}`, (m.code as never) ?? codes.PROTOCOL))
           if (serverNonce === null) {
@@ -187,13 +183,8 @@ class Link {
     const socket = this.#socket
     socket.on('data', (chunk: Buffer) => {
       this.#heardAt = Date.now()
-      let messages: Message[]
-      try {
-        messages = this.#decoder.push(chunk)
-      } catch (err) {
-        return this.#fail(err as Error)
-      }
-      for (const m of messages) this.#onMessage(m)
+      for (const m of this.#decoder.push(chunk)) this.#onMessage(m)
+      if (this.#decoder.error !== null) this.#fail(this.#decoder.error)
     })
     socket.on('error', (err) => this.#fail(new MirrorError(`connection failed: ${err.message}`, codes.TIMEOUT, { cause: err })))
     socket.on('close', () => this.#fail(new MirrorError('connection closed', codes.PROTOCOL)))

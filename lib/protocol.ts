@@ -31,13 +31,16 @@ export function encodeFrame (message: Message): Buffer {
 
 /**
  * Splits a byte stream into messages. Holds at most one frame's bytes; a frame larger than the
- * limit, a checksum mismatch or a payload that is not a message is a protocol error (the caller
- * closes the connection).
+ * limit, a checksum mismatch or a payload that is not a message is a protocol error: `push()`
+ * returns the messages before it and sets `error`, and the caller closes the connection after
+ * handling them.
  */
 export class FrameDecoder {
   #chunks: Buffer[] = []
   #buffered = 0
   #max: number
+  /** The protocol error that ended the stream, if any; nothing is decoded after it. */
+  error: MirrorError | null = null
 
   constructor (maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {
     this.#max = maxFrameBytes
@@ -47,28 +50,36 @@ export class FrameDecoder {
   get buffered (): number { return this.#buffered }
 
   push (chunk: Buffer): Message[] {
+    const out: Message[] = []
+    if (this.error !== null) return out
     this.#chunks.push(chunk)
     this.#buffered += chunk.length
-    const out: Message[] = []
     while (this.#buffered >= HEADER) {
       const head = this.#peek(HEADER)
       const length = head.readUInt32BE(0)
-      if (length > this.#max) throw protocolError(`frame of ${length} bytes exceeds the limit of ${this.#max}`)
+      if (length > this.#max) return this.#stop(out, `frame of ${length} bytes exceeds the limit of ${this.#max}`)
       if (this.#buffered < HEADER + length) break
       const frame = this.#take(HEADER + length)
       const payload = frame.subarray(HEADER)
-      if (crc32(payload) !== frame.readUInt32BE(4)) throw protocolError('frame checksum mismatch')
+      if (crc32(payload) !== frame.readUInt32BE(4)) return this.#stop(out, 'frame checksum mismatch')
       let message: unknown
       try {
         message = packr.unpack(payload)
       } catch {
-        throw protocolError('frame payload is not msgpack')
+        return this.#stop(out, 'frame payload is not msgpack')
       }
       if (typeof message !== 'object' || message === null || typeof (message as Message).t !== 'string') {
-        throw protocolError('frame payload is not a message')
+        return this.#stop(out, 'frame payload is not a message')
       }
       out.push(message as Message)
     }
+    return out
+  }
+
+  #stop (out: Message[], why: string): Message[] {
+    this.error = protocolError(why)
+    this.#chunks = []
+    this.#buffered = 0
     return out
   }
 

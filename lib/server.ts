@@ -209,17 +209,17 @@ class Connection {
   }
 
   #onData (chunk: Buffer): void {
-    let messages: Message[]
-    try {
-      messages = this.#decoder.push(chunk)
-    } catch (err) {
-      this.#fail((err as Error).message)
-      return
-    }
+    const messages = this.#decoder.push(chunk)
     for (const message of messages) {
       if (this.#socket.destroyed) return
       if (!this.#authenticated) this.#handshake(message)
       else this.#enqueue(message)
+    }
+    const error = this.#decoder.error
+    if (error !== null) {
+      // Answer what came before the bad frame, then close.
+      if (this.#authenticated) void this.#work.then(() => this.#fail(error.message))
+      else this.#fail(error.message)
     }
   }
 

@@ -28,7 +28,7 @@ class Raw {
   #decoder = new FrameDecoder()
   constructor (port: number) {
     this.socket = connect(port, '127.0.0.1')
-    this.socket.on('data', (d) => { try { this.messages.push(...this.#decoder.push(d)) } catch {} })
+    this.socket.on('data', (d) => { this.messages.push(...this.#decoder.push(d)) })
     this.socket.on('close', () => { this.closed = true })
     this.socket.on('error', () => {})
   }
