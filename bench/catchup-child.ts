@@ -1,4 +1,4 @@
-// One catch-up measurement in its own process. Usage: catchup-child.ts mirror|plain DIR MIB
+// One catch-up measurement in its own process. Usage: catchup-child.ts mirror|tcp|plain DIR MIB
 // Prints one JSON line: { bytes, seconds, rssMiB } for the copy phase alone.
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -7,6 +7,8 @@ import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/mirror-level'
 import { BlockDevice } from '../lib/block-device'
 import { LevelReplica } from '../adapters/level'
+import { TcpReplica } from '../adapters/tcp'
+import { MirrorServer } from '../lib/server'
 import type { BatchPart, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 
 const [kind, dir, mibArg] = process.argv.slice(2)
@@ -44,7 +46,7 @@ class Switchable implements ReplicaAdapter {
   readonly name = 'replica'
   readonly options = { retryMinDelay: 10, retryMaxDelay: 20 }
   online = false
-  constructor (readonly inner: LevelReplica) {}
+  constructor (readonly inner: ReplicaAdapter) {}
   async hello (): Promise<ReplicaHello> {
     if (!this.online) throw new Error('offline')
     return await this.inner.hello()
@@ -66,8 +68,19 @@ async function writeDevice (db: ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffe
   await dev.close()
 }
 
-if (kind === 'mirror') {
-  const adapter = new Switchable(new LevelReplica(new ClassicLevel(join(dir, 'mirror-replica'))))
+if (kind === 'mirror' || kind === 'tcp') {
+  // 'tcp': the replica is served by a MirrorServer in this process, reached over loopback TCP.
+  const key = 'catch-up-benchmark-key'
+  let server: MirrorServer | null = null
+  let inner: ReplicaAdapter
+  if (kind === 'tcp') {
+    server = new MirrorServer({ dir: join(dir, 'served'), key, port: 0 })
+    const { port } = await server.listen()
+    inner = new TcpReplica({ port, resource: 'replica', key })
+  } else {
+    inner = new LevelReplica(new ClassicLevel(join(dir, 'mirror-replica')))
+  }
+  const adapter = new Switchable(inner)
   const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(join(dir, 'mirror-primary')), { replicas: [adapter], keyEncoding: 'buffer', valueEncoding: 'buffer' })
   await db.open()
   await writeDevice(db)
@@ -80,6 +93,7 @@ if (kind === 'mirror') {
   const seconds = (performance.now() - t0) / 1000
   clearInterval(sample)
   await db.close()
+  await server?.close()
   console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), fileMiB: MiB(peakFile) }))
 } else {
   const src = new ClassicLevel<Buffer, Buffer>(join(dir, 'plain-source'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })

@@ -53,9 +53,9 @@ export async function coalescingMatrix (): Promise<Result[]> {
 }
 
 /** Runs bench/catchup-child.ts in its own process (so its peak RSS is its own) and parses its report. */
-interface ChildReport { bytes: number, seconds: number, rssMiB: number, baseMiB: number, anonMiB: number, fileMiB: number }
+export interface ChildReport { bytes: number, seconds: number, rssMiB: number, baseMiB: number, anonMiB: number, fileMiB: number }
 
-function child (args: string[]): Promise<ChildReport> {
+export function child (args: string[]): Promise<ChildReport> {
   const file = fileURLToPath(new URL('./catchup-child.ts', import.meta.url))
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', file, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })

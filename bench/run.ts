@@ -3,6 +3,7 @@
 import { cpus } from 'node:os'
 import { batches4k, concurrentPuts, deviceWrites } from './core'
 import { catchUp, coalescingMatrix, withReplica } from './replication'
+import { lag, tcpCatchUp } from './remote'
 import type { Result } from './harness'
 
 const all: Record<string, () => Promise<Result | Result[]>> = {
@@ -11,7 +12,9 @@ const all: Record<string, () => Promise<Result | Result[]>> = {
   device: () => deviceWrites(),
   coalescing: () => coalescingMatrix(),
   catchup: () => catchUp(),
-  live: () => withReplica()
+  live: () => withReplica(),
+  lag: () => lag(),
+  'tcp-catchup': () => tcpCatchUp()
 }
 
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(all)

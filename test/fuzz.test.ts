@@ -164,7 +164,7 @@ describe('fuzzing the server', () => {
     }
     const next = (): { frame: Buffer, fatal: boolean } => {
       const r = Math.random()
-      if (r < 0.01) return { frame: randomBytes(8 + rand(100)), fatal: true }
+      if (r < 0.01) { const junk = randomBytes(rand(100)); return { frame: frame(junk, (crc32(junk) ^ 1) >>> 0), fatal: true } }
       if (r < 0.02) { const f = encodeFrame({ t: 'hello', id: 1 }); f.writeUInt32BE(crc32(Buffer.from('x')), 4); return { frame: f, fatal: true } }
       const base: Record<string, unknown> = Math.random() < 0.9
         ? { t: 'part', id: rand(1e6), part: poisonedPart(watermark) }
