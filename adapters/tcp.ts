@@ -57,7 +57,6 @@ export class TcpReplica implements ReplicaAdapter {
   #key: Buffer
   #link: Link | null = null
   #linking: Promise<{ link: Link, hello: ReplicaHello }> | null = null
-  #closed = false
 
   constructor (options: TcpReplicaOptions) {
     if (typeof options !== 'object' || options === null) throw new MirrorError('TcpReplica: options must be an object', codes.INVALID_OPTION)
@@ -88,14 +87,13 @@ export class TcpReplica implements ReplicaAdapter {
     return await link.send(part, received, this.options.window ?? 4)
   }
 
+  /** Ends the connection. A later `hello()` (the primary reopened) connects again. */
   async close (): Promise<void> {
-    this.#closed = true
     this.#link?.end()
     this.#link = null
   }
 
   #connect (): Promise<{ link: Link, hello: ReplicaHello }> {
-    if (this.#closed) return Promise.reject(new MirrorError('TcpReplica is closed', codes.CLOSED))
     this.#linking ??= Link.open(this.options, this.#key).then((r) => {
       this.#link?.end()
       this.#link = r.link

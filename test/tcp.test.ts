@@ -80,6 +80,11 @@ describe('mirror-level serve and TcpReplica', () => {
     for (let i = 0; i < 100; i++) await db.put(`k${i}`, 'again')
     await db.replicated()
     expect(db.mirrorStatus().replicas[0]).toMatchObject({ state: 'idle', consistent: true, watermark: db.head!.seq })
+    // The primary closes and opens again with the same adapter: it reconnects and goes on.
+    await db.close()
+    await db.open()
+    await db.put('after-reopen', 'yes')
+    await db.replicated()
     const expected = await userData(inner as never)
     await db.close()
     child.kill('SIGTERM')
@@ -88,7 +93,7 @@ describe('mirror-level serve and TcpReplica', () => {
     expect(await userData(replica as never)).toEqual(expected)
     await replica.close()
     const status = await runCli(['status', join(dir, 'app-db')])
-    expect(status.stdout).toMatch(/replica: generation [0-9a-f]{32}, watermark 101/)
+    expect(status.stdout).toMatch(/replica: generation [0-9a-f]{32}, watermark 102/)
   })
 
   it('refuses a wrong key both ways, with a clear message, and writes nothing', async () => {
