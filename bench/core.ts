@@ -1,20 +1,11 @@
 // Core write benchmarks: MirrorLevel over classic-level against bare classic-level, same run.
 // Every round writes into fresh databases, so both sides see the same LevelDB state.
 import { randomBytes } from 'node:crypto'
-
-// Keys are cut from one random pool: randomBytes() per key would cost more than the write.
-const pool = randomBytes(1 << 24)
-let at = 0
-function randomKey (): Buffer {
-  if (at + 16 > pool.length) at = 0
-  at += 16
-  return Buffer.from(pool.subarray(at - 16, at))
-}
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/mirror-level'
 import { BlockDevice } from '../lib/block-device'
-import { alternate, benchDir, report, timed, type Measured, type Result } from './harness'
+import { alternate, benchDir, randomKey, report, timed, type Measured, type Result } from './harness'
 
 type Db = ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffer, Buffer>
 const BUF = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -63,4 +64,15 @@ export function report (title: string, unit: string, base: [string, number], our
   const ratio = ours[1] / base[1]
   console.log(`${title}\n  ${base[0].padEnd(40)} ${fmt(base[1]).padStart(8)} ${unit}/s\n  ${ours[0].padEnd(40)} ${fmt(ours[1]).padStart(8)} ${unit}/s\n  ratio ${ratio.toFixed(2)}x (target ${target})\n`)
   return { title, ratio, target }
+}
+
+// Keys are cut from one random pool: randomBytes() per key would cost more than the write.
+const pool = randomBytes(1 << 24)
+let at = 0
+
+/** A fresh 16-byte random key. */
+export function randomKey (): Buffer {
+  if (at + 16 > pool.length) at = 0
+  at += 16
+  return Buffer.from(pool.subarray(at - 16, at))
 }

@@ -7,7 +7,7 @@ import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/mirror-level'
 import { BlockDevice } from '../lib/block-device'
 import { LevelReplica } from '../adapters/level'
-import { alternate, benchDir, fmt, report, timed, type Measured, type Result } from './harness'
+import { alternate, benchDir, fmt, randomKey, report, timed, type Measured, type Result } from './harness'
 import { zipf } from './zipf'
 
 /**
@@ -94,13 +94,6 @@ export async function catchUp (mib = 256, repeats = 3): Promise<Result[]> {
 
 type Db = ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffer, Buffer>
 const BUF = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
-const pool = randomBytes(1 << 24)
-let at = 0
-function randomKey (): Buffer {
-  if (at + 16 > pool.length) at = 0
-  at += 16
-  return Buffer.from(pool.subarray(at - 16, at))
-}
 
 /** 4 KiB batches of 100 and 64 concurrent puts, with a live LevelReplica against without one. */
 export async function withReplica (rounds = 8): Promise<Result[]> {

@@ -11,7 +11,7 @@ import { Replication, validateReplicas, type Mode, type OnReplicaDown, type Repl
 import { MirrorIterator, type InnerIterator } from './mirror-iterator'
 import { MirrorSnapshot } from './mirror-snapshot'
 import { describe, nonNegativeInteger, positiveInteger } from './options'
-import { HEAD_KEY, Pipeline } from './pipeline'
+import { HEAD_KEY, Pipeline, type MaintenanceStep } from './pipeline'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 const ORIGIN_KEY = metaKey('origin')
@@ -93,9 +93,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #maxGroupOps: number
   #maxGroupBytes: number
   #origin: Origin | null = null
-  #compacting = false
   #truncateTo = 0
-  #truncating = false
   #adapters: ReplicaAdapter[]
   #mode: Mode
   #onReplicaDown: OnReplicaDown
@@ -243,40 +241,24 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     await this.#replication.replicated(timeout)
   }
 
-  // Deletes records every replica has applied, as one pipeline job at a time.
+  // Deletes records every replica has applied.
   #truncate (seq: number): void {
     this.#truncateTo = Math.max(this.#truncateTo, seq)
-    if (this.#truncating) return
-    this.#truncating = true
-    const pipeline = this.#pipeline!
-    pipeline.run(async () => {
-      while (true) {
-        const step = await truncationStep(this.#inner, pipeline.head, this.#truncateTo, 10_000)
-        if (step === null) break
-        await pipeline.commitMaintenance(step.ops, step.logBytes)
-      }
-    }).catch((err) => {
-      this.#report(new MirrorError('Log truncation failed', codes.WRITE_FAILED, { cause: err }))
-    }).finally(() => {
-      this.#truncating = false
-    })
+    this.#maintain('truncation', (head) => truncationStep(this.#inner, head, this.#truncateTo, 10_000))
   }
 
+  // Merges old records while the log is over its budget.
   #afterCommit (logBytes: number): void {
-    if (logBytes <= this.#logBudget || this.#compacting) return
-    this.#compacting = true
-    const pipeline = this.#pipeline!
-    pipeline.run(async () => {
-      while (pipeline.head.logBytes > this.#logBudget) {
-        const step = await compactionStep(this.#inner, pipeline.head, { budget: this.#logBudget, maxRecordsPerStep: 10_000 })
-        if (step === null) break
-        await pipeline.commitMaintenance(step.ops, step.logBytes)
-      }
-    }).catch((err) => {
-      // The log stays correct, only larger than its budget; report it and try again later.
-      this.#report(new MirrorError('Log compaction failed', codes.WRITE_FAILED, { cause: err }))
-    }).finally(() => {
-      this.#compacting = false
+    if (logBytes <= this.#logBudget) return
+    this.#maintain('compaction', async (head) => head.logBytes > this.#logBudget
+      ? await compactionStep(this.#inner, head, { budget: this.#logBudget, maxRecordsPerStep: 10_000 })
+      : null)
+  }
+
+  #maintain (what: string, step: MaintenanceStep): void {
+    this.#pipeline!.maintain(what, step).catch((err) => {
+      // The log stays correct, only larger than it needs to be; report it, the next commit retries.
+      this.#report(new MirrorError(`Log ${what} failed`, codes.WRITE_FAILED, { cause: err }))
     })
   }
 

@@ -21,6 +21,9 @@ interface PendingJob {
   reject: (err: Error) => void
 }
 
+/** One atomic step of log maintenance: ops on the log and its new size, or null when done. */
+export type MaintenanceStep = (head: Head) => Promise<{ ops: InnerOp[], logBytes: number } | null>
+
 export interface PipelineOptions {
   /** A group commit takes queued writes until it holds this many ops (a larger write goes alone). */
   maxGroupOps: number
@@ -44,6 +47,7 @@ export class Pipeline {
   #idleWaiters: Array<() => void> = []
   // After a failed commit we do not know for sure that nothing landed; re-read the head first.
   #uncertain = false
+  #maintaining = new Set<string>()
   head: Head
 
   constructor (inner: InnerDb, head: Head, options: PipelineOptions) {
@@ -71,10 +75,23 @@ export class Pipeline {
   }
 
   /**
-   * Commits maintenance `ops` on the log (no user data, no new seq) with the new log size. Only
-   * for use inside a job.
+   * Runs log maintenance (compaction, truncation) as a job: `step` until it returns null, each
+   * step committed atomically with the new log size. One job per `name` queued at a time.
    */
-  async commitMaintenance (ops: InnerOp[], logBytes: number): Promise<void> {
+  maintain (name: string, step: MaintenanceStep): Promise<void> {
+    if (this.#maintaining.has(name)) return Promise.resolve()
+    this.#maintaining.add(name)
+    return this.run(async () => {
+      while (true) {
+        const next = await step(this.head)
+        if (next === null) break
+        await this.#commitMaintenance(next.ops, next.logBytes)
+      }
+    }).finally(() => this.#maintaining.delete(name))
+  }
+
+  // Ops on the log only (no user data, no new seq), with the head's new log size.
+  async #commitMaintenance (ops: InnerOp[], logBytes: number): Promise<void> {
     const head = { seq: this.head.seq, logBytes }
     await this.#inner.batch([...ops, { type: 'put', key: HEAD_KEY, value: encodeHead(head) }], BUFFERS)
     this.head = head
