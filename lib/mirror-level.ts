@@ -37,9 +37,9 @@ export interface MirrorLevelOptions<K = string, V = string> extends AbstractData
    */
   mode?: Mode
   /**
-   * In `memsync` and `fullsync` mode, what a write does while a replica is down or not yet synced:
-   * `'degrade'` (default) resolves without it (status and the `replica-down` event say so);
-   * `'block'` waits for it, up to `replicaTimeout`.
+   * In `memsync` and `fullsync` mode, what a write does while a replica is down (its last attempt
+   * failed) or refused: `'degrade'` (default) resolves without it (status and the `replica-down`
+   * event say so); `'block'` waits for it, up to `replicaTimeout`.
    */
   onReplicaDown?: OnReplicaDown
   /** With `onReplicaDown: 'block'`: how long a write waits before it rejects with `MIRROR_REPLICA_TIMEOUT` (the local write stays). Default 30 000 ms; 0 waits forever. */

@@ -160,7 +160,7 @@ export class Replication {
 
   #done (w: Waiter): boolean {
     for (const r of this.replicators) {
-      // 'degrade': a replica that is down, refused or not yet consistent does not hold writes up.
+      // 'degrade': a replica known to be down or refused does not hold writes up.
       if (!w.all && !r.up) continue
       if (this.#progress(r, w.applied) < w.seq) return false
     }

@@ -104,9 +104,12 @@ export class Replicator {
   get name (): string { return this.options.name }
   get state (): ReplicaState { return this.#state }
 
-  /** Whether the replica is reachable and consistent, so sync-mode writes may wait on it. */
+  /**
+   * Whether sync-mode writes wait on this replica under 'degrade': yes unless it is known to be
+   * down or refused. A replica still connecting after start, or on its first full copy, counts.
+   */
   get up (): boolean {
-    return this.consistent && (this.#state === 'idle' || this.#state === 'streaming' || this.#state === 'syncing')
+    return this.#state !== 'down' && this.#state !== 'refused' && this.#state !== 'closed'
   }
 
   start (): void {

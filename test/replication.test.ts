@@ -196,6 +196,14 @@ describe('modes', () => {
     await db.close()
   })
 
+  it('fullsync right after open waits for a replica that is still connecting and on its first copy', async () => {
+    const rdb = new MemoryLevel()
+    const db = new MirrorLevel(new MemoryLevel(), { mode: 'fullsync', replicas: [new LevelReplica(rdb, { maxDelay: 1000 })] })
+    await db.put('first', '1') // opens the db; the replica has not said hello yet
+    expect(await rdb.get('first')).toBe('1')
+    await db.close()
+  })
+
   it('memsync resolves once the replica has received the write, before it is applied', async () => {
     const { db, adapter, rdb } = await setup('memsync')
     // A replica that acknowledges receipt at once and applies 300 ms later.
