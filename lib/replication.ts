@@ -107,7 +107,8 @@ export class Replication {
       urgent () { return self.#waiters.length > 0 },
       changed: () => this.#changed(),
       batchShipped: (r, info) => host.emit('replica-batch', { name: r.name, ...info } satisfies ReplicaBatchEvent),
-      stateChanged: (r, previous) => this.#stateChanged(r, previous)
+      stateChanged: (r, previous) => this.#stateChanged(r, previous),
+      failed: (r, error, attempt) => host.emit('replica-error', { name: r.name, error, attempt })
     }
     this.replicators = adapters.map((adapter, i) => new Replicator(adapter, resolveReplicaOptions(adapter, i), replicatorHost))
   }

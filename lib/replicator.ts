@@ -68,6 +68,8 @@ export interface ReplicatorHost {
   changed (r: Replicator): void
   batchShipped (r: Replicator, info: { from: number, to: number, full: boolean, parts: number, ops: number, bytes: number }): void
   stateChanged (r: Replicator, previous: ReplicaState): void
+  /** An attempt failed (it is retried after a backoff). */
+  failed (r: Replicator, error: Error, attempt: number): void
 }
 
 /**
@@ -161,6 +163,7 @@ export class Replicator {
           this.lastError = err as Error
           this.#setState('down')
         }
+        this.#host.failed(this, this.lastError!, attempt)
         this.#host.changed(this)
         if (this.#closing) break
         await this.#wake.wait(backoff(attempt++, this.options.retryMinDelay, this.options.retryMaxDelay))

@@ -228,11 +228,15 @@ describe('modes', () => {
 
   it("'degrade' goes on without a replica that is down and says so", async () => {
     const { db, adapter } = await setup('fullsync')
+    const errors: Array<{ attempt: number }> = []
+    db.on('replica-error', (e) => errors.push(e))
     adapter.faults = Array(1000).fill('failBefore')
     await db.put('a', '1') // the replica fails: the write resolves once it is known to be down
     await until(() => db.mirrorStatus().replicas[0].state === 'down')
     await db.put('b', '2')
     expect(db.mirrorStatus().replicas[0].error).toMatch(/injected/)
+    await until(() => errors.length >= 2) // retried, with a report for every attempt
+    expect(errors[0].attempt).toBe(0)
     adapter.faults = []
     await db.replicated()
     await db.close()
