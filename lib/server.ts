@@ -45,6 +45,8 @@ type ResolvedOptions = Required<Omit<MirrorServerOptions, 'tls' | 'key'>> & { tl
 interface Resource {
   engine: ReplicaEngine | null
   connection: Connection
+  /** Settles once the replica database has opened (or failed to). */
+  opening: Promise<void>
 }
 
 /**
@@ -138,30 +140,38 @@ export class MirrorServer {
   get options (): ResolvedOptions { return this.#options }
   get key (): Buffer { return this.#key }
 
-  async claim (resource: string, connection: Connection): Promise<ReplicaEngine> {
+  /**
+   * Makes `connection` the primary of `resource` and opens its replica. The claim is registered
+   * before the database opens, so a second primary is refused at once and an unclaim waits for
+   * the open to finish (a connection may drop while its replica is still opening).
+   */
+  claim (resource: string, connection: Connection): Promise<ReplicaEngine> {
     const held = this.#resources.get(resource)
     if (held !== undefined) {
-      throw new MirrorError(`resource '${resource}' already has a primary streaming to it (from ${held.connection.peer}); one primary per resource`, codes.BUSY)
+      return Promise.reject(new MirrorError(`resource '${resource}' already has a primary streaming to it (from ${held.connection.peer}); one primary per resource`, codes.BUSY))
     }
-    const claim: Resource = { engine: null, connection }
+    const claim: Resource = { engine: null, connection, opening: Promise.resolve() }
     this.#resources.set(resource, claim)
-    try {
+    const opened = (async () => {
       claim.engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, resource)))
       await claim.engine.open()
       return claim.engine
-    } catch (err) {
-      this.#resources.delete(resource)
-      throw err
-    }
+    })()
+    claim.opening = opened.then(() => {}, () => {
+      claim.engine = null
+      if (this.#resources.get(resource) === claim) this.#resources.delete(resource)
+    })
+    return opened
   }
 
   async unclaim (resource: string, connection: Connection): Promise<void> {
     const held = this.#resources.get(resource)
     if (held === undefined || held.connection !== connection) return
+    await held.opening
     try {
       await held.engine?.close()
     } finally {
-      this.#resources.delete(resource)
+      if (this.#resources.get(resource) === held) this.#resources.delete(resource)
     }
   }
 }
@@ -234,17 +244,19 @@ class Connection {
     const resource = m.resource
     const theirs = m.nonce
     this.#claiming = true
+    // Set before the claim settles, so a connection that drops meanwhile still gives it back.
+    this.#resource = resource
     this.#server.claim(resource, this).then((engine) => {
       clearTimeout(this.#authTimer)
       this.#claiming = false
       this.#authenticated = true
-      this.#resource = resource
       this.#engine = engine
       if (this.#socket.destroyed) return void this.release()
       this.#server.options.log(`${this.peer}: primary for '${resource}' (watermark ${engine.hello().watermark})`)
       this.#send({ t: 'welcome', mac: proof(this.#server.key, 'server', theirs, this.#nonce, resource), hello: engine.hello() })
     }, (err: MirrorError) => {
       this.#claiming = false
+      this.#resource = null
       this.#fail(err.message, err.code ?? codes.BUSY)
     })
   }

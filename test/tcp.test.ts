@@ -148,6 +148,24 @@ describe('mirror-level serve and TcpReplica', () => {
     await server.close()
   })
 
+  it('a connection that drops while its replica opens gives the resource back', async () => {
+    const dir = fresh()
+    const server = new MirrorServer({ dir, key: KEY, port: 0 }) // classic-level: a real open, and a lock
+    const { port } = await server.listen()
+    for (let i = 0; i < 30; i++) {
+      const raw = new Raw(port)
+      await raw.authenticate('app')
+      if (i % 2 === 0) await new Promise((resolve) => setImmediate(resolve))
+      raw.socket.destroy()
+    }
+    await until(() => server.connections === 0)
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new TcpReplica({ port, resource: 'app', key: KEY, retryMinDelay: 10, retryMaxDelay: 50 })] })
+    await db.put('k', 'v')
+    await db.replicated({ timeout: 10_000 })
+    await db.close()
+    await server.close()
+  })
+
   it('refuses resource names that could escape the directory', async () => {
     const dir = fresh()
     const server = new MirrorServer({ dir, key: KEY, port: 0 })
