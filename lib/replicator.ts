@@ -86,6 +86,9 @@ export class Replicator {
   #wake = new Signal()
   #closing = false
   #closed: Promise<void> | null = null
+  // Failed attempts since the last batch that landed: a replica that answers hello but fails
+  // every batch still gets backed off.
+  #attempt = 0
   /** The replica's watermark as last reported or acknowledged (-1: not yet known). */
   watermark = -1
   /** The highest seq the replica has received (memsync); at least the watermark. */
@@ -139,13 +142,11 @@ export class Replicator {
   }
 
   async #run (): Promise<void> {
-    let attempt = 0
     while (!this.#closing) {
       try {
         const hello = await this.adapter.hello()
         if (this.#closing && hello.watermark >= this.#host.head()) break
         this.#accept(hello)
-        attempt = 0
         this.#setState(this.watermark < this.#host.head() || !this.consistent ? 'streaming' : 'idle')
         let resume = hello.pending
         while (true) {
@@ -163,10 +164,10 @@ export class Replicator {
           this.lastError = err as Error
           this.#setState('down')
         }
-        this.#host.failed(this, this.lastError!, attempt)
+        this.#host.failed(this, this.lastError!, this.#attempt)
         this.#host.changed(this)
         if (this.#closing) break
-        await this.#wake.wait(backoff(attempt++, this.options.retryMinDelay, this.options.retryMaxDelay))
+        await this.#wake.wait(backoff(this.#attempt++, this.options.retryMinDelay, this.options.retryMaxDelay))
       }
     }
   }
@@ -272,6 +273,7 @@ export class Replicator {
         this.pendingCopy = to
       }
     }
+    this.#attempt = 0
     this.#host.batchShipped(this, { from, to, full: plan.kind === 'full', parts, ops, bytes })
     this.#host.changed(this)
   }
