@@ -38,7 +38,7 @@ export async function batches4k (rounds = 12, batches = 200): Promise<Result> {
   return report('4 KiB values, batches of 100, one batch at a time (async)', 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.85x')
 }
 
-export async function concurrentPuts (rounds = 12, puts = 20_000, concurrency = 64): Promise<Result> {
+export async function concurrentPuts (rounds = 8, puts = 100_000, concurrency = 64): Promise<Result> {
   const value = randomBytes(100)
   const work = async (db: Db) => {
     let left = puts
