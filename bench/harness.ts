@@ -3,12 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+const dirs: string[] = []
+process.on('exit', () => {
+  for (const dir of dirs) {
+    try { rmSync(dir, { recursive: true, force: true, maxRetries: 3 }) } catch {}
+  }
+})
+
 /** A temporary directory for one benchmark, removed when the process exits. */
 export function benchDir (name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `mirror-level-bench-${name}-`))
-  process.on('exit', () => {
-    try { rmSync(dir, { recursive: true, force: true, maxRetries: 3 }) } catch {}
-  })
+  dirs.push(dir)
   return dir
 }
 
