@@ -72,7 +72,6 @@ describe('replication crash safety (real child processes, SIGKILL)', () => {
         await engine.close()
         const recovered = (await read(replicaDir)).data
         const r = prefixIndex(recovered, 0, p)
-        if (process.env.DEBUG_CRASH) console.log(`round ${round}: primary at ${p}, replica at ${r}`)
         expect(r, `round ${round}: replica is no prefix state at or before the primary`).toBeGreaterThanOrEqual(0)
         replicaBest = Math.max(replicaBest, r)
         start = p
