@@ -125,6 +125,9 @@ export class ReplicaEngine {
     }
 
     const header = this.#nextHeader(part)
+    if (part.final && header.full && !header.copyDone) {
+      throw new MirrorError('Bad batch part: a full batch cannot end before its copy reaches the end of the keyspace', codes.BAD_PART)
+    }
     if (part.index === 0) await this.#discardJournal()
     header.committed = part.final
     await this.#db.batch([

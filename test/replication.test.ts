@@ -295,7 +295,9 @@ describe('replica engine', () => {
       { generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [{ type: 'put', key: 'str', value: Buffer.from('x') }] },
       { generation: gen, from: 1, to: 2, index: 0, final: true, full: false, ops: [{ type: 'zap', key: Buffer.from('k') }] },
       { generation: gen, from: 1, to: 2, index: 2, final: true, full: false, ops: [] },
-      { generation: gen, from: 0, to: 2, index: 0, final: true, full: true, range: { after: Buffer.from('b'), upto: null }, ops: [] }
+      { generation: gen, from: 0, to: 2, index: 0, final: true, full: true, range: { after: Buffer.from('b'), upto: null }, ops: [] },
+      // a full copy that claims to be complete but covers only part of the keyspace
+      { generation: gen, from: 0, to: 2, index: 0, final: true, full: true, range: { after: null, upto: Buffer.from('m') }, ops: [] }
     ]
     for (const part of bad) await expect(engine.apply(part as never)).rejects.toMatchObject({ code: 'MIRROR_BAD_PART' })
     const reserved = Buffer.concat([Buffer.from([0xff]), Buffer.from('mirror-level/meta/replica')])
