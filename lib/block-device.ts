@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer'
 import type { AbstractLevel } from 'abstract-level'
 import { Packr } from 'msgpackr'
 import { ChunkLocks } from './chunk-locks'
@@ -11,6 +12,7 @@ const CHUNK = 0x63 // 'c': chunk keys are 'c' + 8-byte big-endian index, so key 
 const META_KEY = Buffer.from('meta', 'latin1')
 const FORMAT = 1
 const MAX_CHUNK_SIZE = 64 * 1024 * 1024
+const MAX_READ = constants.MAX_LENGTH
 
 /** Options of {@link BlockDevice}. */
 export interface BlockDeviceOptions {
@@ -110,6 +112,9 @@ export class BlockDevice {
   /** Reads `length` bytes at `offset`. Holes read as zeros. */
   async read (offset: number, length: number): Promise<Buffer> {
     this.#check(offset, length)
+    if (length > MAX_READ) {
+      throw new MirrorError(`BlockDevice: one read returns at most ${MAX_READ} bytes (one Buffer), got ${length}`, codes.OUT_OF_RANGE)
+    }
     const out = Buffer.alloc(length)
     if (length === 0) return out
     const cs = this.#chunkSize

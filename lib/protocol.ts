@@ -104,6 +104,9 @@ export function protocolError (message: string): MirrorError {
 
 /** The key as users write it (a key file's text, whitespace around it ignored), as HMAC bytes. */
 export function keyBytes (text: string | Buffer): Buffer {
+  if (typeof text !== 'string' && !Buffer.isBuffer(text)) {
+    throw new MirrorError('The pre-shared key must be text (a string, or a Buffer read from the key file)', codes.INVALID_OPTION)
+  }
   const trimmed = (typeof text === 'string' ? text : text.toString('utf8')).trim()
   if (trimmed.length < 16) {
     throw new MirrorError('The pre-shared key must be at least 16 characters (make one with `mirror-level keygen`)', codes.INVALID_OPTION)

@@ -110,6 +110,9 @@ describe('BlockDevice', () => {
       await expect(dev.read(offset, len)).rejects.toMatchObject({ code: 'MIRROR_OUT_OF_RANGE' })
     }
     await expect(dev.read(0, -1)).rejects.toMatchObject({ code: 'MIRROR_OUT_OF_RANGE' })
+    const huge = new BlockDevice(new MirrorLevel(new MemoryLevel()), { size: 2 ** 50 })
+    await huge.open()
+    await expect(huge.read(0, 2 ** 40)).rejects.toMatchObject({ code: 'MIRROR_OUT_OF_RANGE' })
     await expect(dev.trim(0, 1.5)).rejects.toMatchObject({ code: 'MIRROR_OUT_OF_RANGE' })
     await expect(dev.write(0, 'text' as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
     expect(db.head!.seq).toBe(seq)

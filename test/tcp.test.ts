@@ -172,6 +172,7 @@ describe('mirror-level serve and TcpReplica', () => {
     const { port } = await server.listen()
     for (const name of ['..', '../evil', '.', '.hidden', 'a/b', 'a\\b', '', 'x'.repeat(200), '/etc']) {
       expect(() => new TcpReplica({ port, resource: name, key: KEY })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+      expect(() => new TcpReplica({ port, resource: 'ok', key: 12345 as never })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
       const raw = new Raw(port)
       await raw.authenticate(name)
       expect(await raw.next('error')).toMatchObject({ code: 'MIRROR_PROTOCOL', message: expect.stringMatching(/resource name is not allowed/) })
