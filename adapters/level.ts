@@ -2,7 +2,7 @@ import type { AbstractLevel } from 'abstract-level'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
 import { describe } from '../lib/options'
-import { ReplicaEngine } from '../lib/replica'
+import { ReplicaEngine } from '../lib/replica/engine'
 
 /** Options of {@link LevelReplica}: the common replica options; it has no transport of its own. */
 export type LevelReplicaOptions = CommonReplicaOptions

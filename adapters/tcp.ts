@@ -7,7 +7,7 @@ import { describe, positiveInteger } from '../lib/options'
 import {
   DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
   validResource, type Message
-} from '../lib/protocol'
+} from '../lib/net/protocol'
 
 /** Options of {@link TcpReplica}: where the server is, how to prove who we are, and timeouts. */
 export interface TcpReplicaOptions extends CommonReplicaOptions {

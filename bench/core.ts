@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
-import { MirrorLevel } from '../lib/mirror-level'
-import { BlockDevice } from '../lib/block-device'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import { BlockDevice } from '../lib/device/block-device'
 import { alternate, benchDir, randomKey, report, timed, type Measured, type Result } from './harness'
 
 type Db = ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffer, Buffer>

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { ClassicLevel } from 'classic-level'
-import { MirrorServer } from '../lib/server'
-import { inspectStore } from '../lib/inspect'
+import { MirrorServer } from '../lib/net/server'
+import { inspectStore } from '../lib/replica/inspect'
 
 const usage: Record<string, string> = {
   main: `mirror-level <command> [options]

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { MemoryLevel } from 'memory-level'
 import { ClassicLevel } from 'classic-level'
-import { BlockDevice } from '../lib/block-device'
-import { MirrorLevel } from '../lib/mirror-level'
+import { BlockDevice } from '../lib/device/block-device'
+import { MirrorLevel } from '../lib/primary/mirror-level'
 import { tempDir, userData } from './helpers'
 
 async function device (size: number, chunkSize: number) {

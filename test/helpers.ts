@@ -26,11 +26,11 @@ export function runTs (file: string, args: string[], options: { timeoutMs?: numb
   })
 }
 
-import { decodeHead } from '../lib/head'
+import { decodeHead } from '../lib/log/head'
 import { BUFFERS, type InnerDb } from '../lib/inner'
-import { readRecords } from '../lib/log'
-import type { LogRecord } from '../lib/log-record'
-import { HEAD_KEY } from '../lib/pipeline'
+import { readRecords } from '../lib/log/records'
+import type { LogRecord } from '../lib/log/record-codec'
+import { HEAD_KEY } from '../lib/log/head'
 import { RESERVED_RANGE } from '../lib/keyspace'
 
 /** The head and every log record, read straight from an (open) inner db. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { MemoryLevel } from 'memory-level'
-import { MirrorLevel } from '../lib/mirror-level'
+import { MirrorLevel } from '../lib/primary/mirror-level'
 import { inspectLog } from './helpers'
 
 const SUBS = ['', 'a', 'b', 'a/c'] as const

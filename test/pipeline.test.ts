@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { MemoryLevel } from 'memory-level'
 import { ClassicLevel } from 'classic-level'
-import { MirrorLevel } from '../lib/mirror-level'
+import { MirrorLevel } from '../lib/primary/mirror-level'
 import { RESERVED_RANGE } from '../lib/keyspace'
 import { inspectLog, tempDir, userData } from './helpers'
 

@@ -1,9 +1,9 @@
 import type { BatchPart, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { LevelReplica } from '../adapters/level'
-import { decodeHead } from '../lib/head'
+import { decodeHead } from '../lib/log/head'
 import type { InnerDb } from '../lib/inner'
 import { isReserved } from '../lib/keyspace'
-import { HEAD_KEY } from '../lib/pipeline'
+import { HEAD_KEY } from '../lib/log/head'
 import { userData } from './helpers'
 
 export type Fault = 'ok' | 'failBefore' | 'failAfter' | { delay: number }

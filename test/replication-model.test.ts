@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { MemoryLevel } from 'memory-level'
-import { MirrorLevel } from '../lib/mirror-level'
-import { BlockDevice } from '../lib/block-device'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import { BlockDevice } from '../lib/device/block-device'
 import { PrimaryStates, TestAdapter, serialize, sleep, type Fault } from './replication-helpers'
 
 const key = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f')

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { MemoryLevel } from 'memory-level'
 import { ClassicLevel } from 'classic-level'
-import { MirrorLevel } from '../lib/mirror-level'
-import { BlockDevice } from '../lib/block-device'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import { BlockDevice } from '../lib/device/block-device'
 import { LevelReplica } from '../adapters/level'
-import { ReplicaEngine } from '../lib/replica'
+import { ReplicaEngine } from '../lib/replica/engine'
 import { inspectLog, tempDir, userData } from './helpers'
 import { PrimaryStates, TestAdapter, serialize, sleep, until } from './replication-helpers'
 
@@ -381,7 +381,7 @@ describe('replica engine', () => {
 
 describe('catch-up steps', () => {
   it('cuts a backlog only where no key changed before the cut changes after it', async () => {
-    const { planSteps } = await import('../lib/batch-builder')
+    const { planSteps } = await import('../lib/replication/batch-builder')
     const inner = new MemoryLevel()
     const db = new MirrorLevel(inner)
     for (const k of ['a', 'b', 'a', 'c', 'd']) await db.put(k, 'v') // seqs 1..5

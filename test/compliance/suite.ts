@@ -6,7 +6,7 @@ import { ClassicLevel } from 'classic-level'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { MirrorLevel } from '../../lib/mirror-level'
+import { MirrorLevel } from '../../lib/primary/mirror-level'
 
 const kind = process.argv[2]
 const root = mkdtempSync(join(tmpdir(), 'mirror-level-compliance-'))

@@ -1,9 +1,9 @@
-import type { BatchPart, PartAck, PendingCopy, ReplicaHello, ReplicaOp } from './adapter'
-import { MirrorError, codes } from './errors'
-import { BUFFERS, type InnerDb } from './inner'
-import { metaKey, writeSeq } from './keyspace'
+import type { BatchPart, PartAck, PendingCopy, ReplicaHello, ReplicaOp } from '../adapter'
+import { MirrorError, codes } from '../errors'
+import { BUFFERS, type InnerDb } from '../inner'
+import { metaKey, writeSeq } from '../keyspace'
 import { decodeStagedPart, encodeStagedPart, packState, unpackState, validatePart } from './part-codec'
-import { userRanges } from './user-ranges'
+import { userRanges } from '../user-ranges'
 
 const STATE_KEY = metaKey('replica')
 const JOURNAL_KEY = metaKey('journal')

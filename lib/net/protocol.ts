@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { Packr } from 'msgpackr'
-import { MirrorError, codes } from './errors'
+import { MirrorError, codes } from '../errors'
 
 /**
  * The wire protocol between a primary (TcpReplica) and `mirror-level serve`.

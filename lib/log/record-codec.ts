@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr'
-import { MirrorError, codes } from './errors'
+import { MirrorError, codes } from '../errors'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: false })
 

@@ -2,10 +2,10 @@ import { constants } from 'node:buffer'
 import type { AbstractLevel } from 'abstract-level'
 import { Packr } from 'msgpackr'
 import { ChunkLocks } from './chunk-locks'
-import { MirrorError, codes } from './errors'
-import { BUFFERS } from './inner'
-import { readSeq, writeSeq } from './keyspace'
-import { describe, positiveInteger } from './options'
+import { MirrorError, codes } from '../errors'
+import { BUFFERS } from '../inner'
+import { readSeq, writeSeq } from '../keyspace'
+import { describe, positiveInteger } from '../options'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 const CHUNK = 0x63 // 'c': chunk keys are 'c' + 8-byte big-endian index, so key order is offset order

@@ -1,8 +1,8 @@
 import type { AbstractSnapshot } from 'abstract-level'
-import type { BatchPart, ReplicaOp } from './adapter'
-import { BUFFERS, type InnerDb } from './inner'
-import { readRecords } from './log'
-import { userRanges } from './user-ranges'
+import type { BatchPart, ReplicaOp } from '../adapter'
+import { BUFFERS, type InnerDb } from '../inner'
+import { readRecords } from '../log/records'
+import { userRanges } from '../user-ranges'
 
 /** A consistent view of the primary: its inner db at one explicit snapshot. */
 export interface SnapshotSource {

@@ -1,8 +1,7 @@
-import { BUFFERS, type InnerDb } from './inner'
-import { decodeHead } from './head'
-import { metaKey } from './keyspace'
+import { BUFFERS, type InnerDb } from '../inner'
+import { HEAD_KEY, decodeHead } from '../log/head'
+import { metaKey } from '../keyspace'
 import { unpackState } from './part-codec'
-import { HEAD_KEY } from './pipeline'
 
 /** What `mirror-level status` reports about a primary's or a replica's directory. */
 export interface StoreReport {

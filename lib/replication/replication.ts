@@ -1,6 +1,6 @@
-import type { ReplicaAdapter } from './adapter'
-import { MirrorError, codes } from './errors'
-import type { InnerDb } from './inner'
+import type { ReplicaAdapter } from '../adapter'
+import { MirrorError, codes } from '../errors'
+import type { InnerDb } from '../inner'
 import { Replicator, resolveReplicaOptions, type ReplicaState, type ReplicatorHost } from './replicator'
 
 /** When a write's promise resolves (HAST's names). */

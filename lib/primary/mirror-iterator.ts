@@ -1,5 +1,5 @@
 import { AbstractIterator } from 'abstract-level'
-import { isReserved, reservedEnd, reservedStart } from './keyspace'
+import { isReserved, reservedEnd, reservedStart } from '../keyspace'
 
 type Entry = [Buffer | undefined, Buffer | undefined]
 

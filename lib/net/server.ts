@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
-import { MirrorError, codes } from './errors'
-import type { InnerDb } from './inner'
-import { describe, positiveInteger } from './options'
+import { MirrorError, codes } from '../errors'
+import type { InnerDb } from '../inner'
+import { describe, positiveInteger } from '../options'
 import {
   DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
   validResource, type Message
 } from './protocol'
-import { ReplicaEngine } from './replica'
+import { ReplicaEngine } from '../replica/engine'
 
 /** Options of {@link MirrorServer} (the `mirror-level serve` command). */
 export interface MirrorServerOptions {

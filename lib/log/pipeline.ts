@@ -1,10 +1,8 @@
-import { MirrorError, codes } from './errors'
-import { encodeHead, decodeHead, type Head } from './head'
-import { BUFFERS, type InnerDb, type InnerOp } from './inner'
-import { logKey, metaKey } from './keyspace'
-import { encodeRecord } from './log-record'
-
-export const HEAD_KEY = metaKey('head')
+import { MirrorError, codes } from '../errors'
+import { HEAD_KEY, encodeHead, decodeHead, type Head } from './head'
+import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { logKey } from '../keyspace'
+import { encodeRecord } from './record-codec'
 
 interface PendingWrite {
   ops: InnerOp[]

@@ -1,8 +1,8 @@
 import type { AbstractSnapshot } from 'abstract-level'
 import type { Head } from './head'
-import { BUFFERS, type InnerDb, type InnerOp } from './inner'
-import { logKey, logRange, seqOfLogKey } from './keyspace'
-import { decodeRecord, encodeRecord, type LogRecord } from './log-record'
+import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { logKey, logRange, seqOfLogKey } from '../keyspace'
+import { decodeRecord, encodeRecord, type LogRecord } from './record-codec'
 
 /** Where a read of the log comes from: the inner db, or an explicit snapshot of it. */
 export interface LogSource {

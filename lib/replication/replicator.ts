@@ -1,10 +1,9 @@
-import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from './adapter'
+import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from '../adapter'
 import { buildParts, logCovers, planSteps, type Plan, type SnapshotSource } from './batch-builder'
-import { MirrorError, codes } from './errors'
-import { decodeHead } from './head'
-import { BUFFERS, type InnerDb } from './inner'
-import { nonNegativeInteger, positiveInteger } from './options'
-import { HEAD_KEY } from './pipeline'
+import { MirrorError, codes } from '../errors'
+import { HEAD_KEY, decodeHead } from '../log/head'
+import { BUFFERS, type InnerDb } from '../inner'
+import { nonNegativeInteger, positiveInteger } from '../options'
 import { Signal, backoff } from './signal'
 
 /** Where a replica stands, as `status()` reports it. */

@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr'
-import type { BatchPart, ReplicaOp } from './adapter'
-import { MirrorError, codes } from './errors'
-import { isReserved } from './keyspace'
+import type { BatchPart, ReplicaOp } from '../adapter'
+import { MirrorError, codes } from '../errors'
+import { isReserved } from '../keyspace'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 
