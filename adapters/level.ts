@@ -1,11 +1,18 @@
-import type { AbstractLevel } from 'abstract-level'
+import type { AbstractDatabaseOptions, AbstractLevel } from 'abstract-level'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
 import { describe } from '../lib/options'
 import { ReplicaEngine } from '../lib/replica/engine'
+import { ReplicaReader } from '../lib/replica/reader'
 
-/** Options of {@link LevelReplica}: the common replica options; it has no transport of its own. */
-export type LevelReplicaOptions = CommonReplicaOptions
+/** Options of {@link LevelReplica}: the common replica options, and how much of a batch it holds in memory. */
+export interface LevelReplicaOptions extends CommonReplicaOptions {
+  /**
+   * A batch of up to this many bytes is applied as one atomic batch of the replica db; a larger
+   * one goes through the replica's journal (see the README, "Reading a replica"). Default 32 MiB.
+   */
+  maxApplyBytes?: number
+}
 
 let count = 0
 
@@ -28,9 +35,18 @@ export class LevelReplica implements ReplicaAdapter {
     if (typeof options !== 'object' || options === null) {
       throw new MirrorError(`LevelReplica: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
     }
+    this.#engine = new ReplicaEngine(db, { maxApplyBytes: options.maxApplyBytes })
     this.name = `level-${++count}`
     this.options = { ...options }
-    this.#engine = new ReplicaEngine(db)
+  }
+
+  /**
+   * A read-only view of the replica that only ever shows real states of the primary, also while
+   * a large batch is applied through the journal (reading the replica db directly may then show
+   * a mix). It reads while the replica is open: from the primary's open to its close.
+   */
+  reader<K = string, V = string> (options?: AbstractDatabaseOptions<K, V>): ReplicaReader<K, V> {
+    return new ReplicaReader<K, V>(this.#engine, options)
   }
 
   async hello (): Promise<ReplicaHello> {

@@ -143,7 +143,7 @@ class Link {
       const timer = setTimeout(() => fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms`, codes.TIMEOUT)), options.connectTimeout ?? 10_000)
       socket.setNoDelay(true)
       socket.on('error', (err) => fail(new MirrorError(`${where}: ${err.message}`, codes.TIMEOUT, { cause: err })))
-      socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.PROTOCOL)))
+      socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.UNREACHABLE)))
       const onHandshake = (chunk: Buffer): void => {
         const messages = link.#decoder.push(chunk)
         if (link.#decoder.error !== null) return fail(link.#decoder.error)
@@ -184,8 +184,8 @@ class Link {
       for (const m of this.#decoder.push(chunk)) this.#onMessage(m)
       if (this.#decoder.error !== null) this.#fail(this.#decoder.error)
     })
-    socket.on('error', (err) => this.#fail(new MirrorError(`connection failed: ${err.message}`, codes.TIMEOUT, { cause: err })))
-    socket.on('close', () => this.#fail(new MirrorError('connection closed', codes.PROTOCOL)))
+    socket.on('error', (err) => this.#fail(new MirrorError(`connection failed: ${err.message}`, codes.UNREACHABLE, { cause: err })))
+    socket.on('close', () => this.#fail(new MirrorError('connection closed', codes.UNREACHABLE)))
     // Silence is measured on what arrives: our own pings keep the socket busy, so its idle timer
     // would never fire on a link that swallows everything.
     const timeout = this.#options.heartbeatTimeout ?? 15_000
@@ -228,7 +228,7 @@ class Link {
   }
 
   request (m: Message, received?: () => void): Promise<Message> {
-    if (this.dead) return Promise.reject(this.#failure ?? new MirrorError('connection closed', codes.PROTOCOL))
+    if (this.dead) return Promise.reject(this.#failure ?? new MirrorError('connection closed', codes.UNREACHABLE))
     const id = this.#nextId++
     const timeout = this.#options.requestTimeout ?? 60_000
     return new Promise((resolve, reject) => {

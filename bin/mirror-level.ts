@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { ClassicLevel } from 'classic-level'
 import { MirrorServer } from '../lib/net/server'
 import { inspectStore } from '../lib/replica/inspect'
+import { recoverStore } from '../lib/replica/recover'
 
 const usage: Record<string, string> = {
   main: `mirror-level <command> [options]
@@ -12,7 +13,8 @@ const usage: Record<string, string> = {
 Commands:
   serve     host replica databases for remote primaries (TcpReplica)
   keygen    print a new pre-shared key (32 random bytes, hex)
-  status    show what a primary or replica directory holds
+  status    show what a primary or replica directory holds, and whether plain level reads a real state
+  recover   finish or drop a replica's half-applied batch, so plain level reads a real state
 
 Run 'mirror-level <command> --help' for a command's options.`,
   serve: `mirror-level serve --dir DIR --key-file FILE [options]
@@ -39,7 +41,14 @@ instead, refusing to overwrite an existing file.`,
 
 Shows what a directory holds: for a primary, its head, log size and generation history; for a
 replica, its generation, watermark and any staged batch. Open it only while nothing else has it
-open (classic-level takes a lock).`
+open (classic-level takes a lock). With --json, 'consistent' is true exactly when the user data, as
+it lies on disk, is a state the primary had (plain level then reads a real state).`,
+  recover: `mirror-level recover DIR
+
+Runs a replica's recovery on a closed replica directory: a batch that was committed but not fully
+applied (the process died during it) is applied; an uncommitted one is dropped; a staged full copy
+is kept for its primary to resume. Afterwards plain level reads a real state of the primary.
+Nothing to do for a primary's directory. Exits 0 when the directory is consistent afterwards.`
 }
 
 class UsageError extends Error {}
@@ -131,6 +140,15 @@ async function status (argv: string[]): Promise<void> {
   }
 }
 
+async function recover (argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { help: { type: 'boolean' } } })
+  if (values.help === true) return void console.log(usage.recover)
+  if (positionals.length !== 1) throw new UsageError('recover needs one directory')
+  if (!existsSync(positionals[0])) throw new UsageError(`${positionals[0]} does not exist`)
+  const report = await recoverStore(new ClassicLevel(positionals[0], { createIfMissing: false }) as never)
+  console.log(report.text)
+}
+
 const [command, ...rest] = process.argv.slice(2)
 try {
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -141,6 +159,8 @@ try {
     keygen(rest)
   } else if (command === 'status') {
     await status(rest)
+  } else if (command === 'recover') {
+    await recover(rest)
   } else {
     throw new UsageError(`unknown command '${command}'\n\n${usage.main}`)
   }

@@ -8,9 +8,13 @@
  * (see `LevelReplica`).
  */
 
-/** One operation of a batch, with binary keys and values. */
+/**
+ * One operation of a batch, with binary keys and values. A value larger than a part may hold is
+ * shipped in pieces: puts of the same key, every piece but the last marked `more`, consecutive in
+ * the batch (they may span parts); the replica writes the value once it has every piece.
+ */
 export type ReplicaOp =
-  | { type: 'put', key: Buffer, value: Buffer }
+  | { type: 'put', key: Buffer, value: Buffer, more?: boolean }
   | { type: 'del', key: Buffer }
 
 /**
@@ -20,8 +24,9 @@ export type ReplicaOp =
  * A full batch (`full: true`) is a complete copy: part `i` lists every user key of the primary in
  * the key range `(after, upto]` (null bounds are open ends), and applying it also deletes the
  * replica's keys in that range that it does not list. Parts of a full batch cover the keyspace in
- * order. A full batch may end with `incremental` parts: the keys changed between the seq its
- * earlier parts were read at and `to` (a resumed copy, see the README).
+ * order; a part without a range between them carries the further pieces of a value (see
+ * {@link ReplicaOp}). A full batch may end with `incremental` parts: the keys changed between the
+ * seq its earlier parts were read at and `to` (a resumed copy, see the README).
  */
 export interface BatchPart {
   /** The primary's generation (its line of history) this batch belongs to. */
@@ -38,6 +43,12 @@ export interface BatchPart {
   full: boolean
   /** For a full batch's copy parts: the key range this part covers completely. */
   range?: { after: Buffer | null, upto: Buffer | null }
+  /**
+   * On the first part of a full batch: replace what the replica holds although it did not come
+   * from this primary's line (the adapter's `overwrite` option). Without it such a replica refuses
+   * the copy with `MIRROR_REPLICA_NOT_EMPTY`.
+   */
+  overwrite?: boolean
   ops: ReplicaOp[]
 }
 
@@ -60,6 +71,14 @@ export interface ReplicaHello {
   watermark: number
   /** A full copy staged but not applied, if any. */
   pending: PendingCopy | null
+  /**
+   * What the store holds that no primary sent it: `'data'`, user data in a store that was never
+   * synced; `'primary'`, a primary's own store. Either refuses a full copy unless it is sent with
+   * `overwrite` (absent or null: nothing).
+   */
+  foreign?: 'data' | 'primary' | null
+  /** The largest part, in bytes of keys and values, the transport carries (e.g. a server's frame limit). */
+  maxPartBytes?: number
 }
 
 /** The replica's answer to a part. */
@@ -86,6 +105,12 @@ export interface CommonReplicaOptions {
   retryMinDelay?: number
   /** Longest retry delay, in ms; delays double up to it, with jitter. Default 10000. */
   retryMaxDelay?: number
+  /**
+   * Let the first full copy replace what the replica holds although this primary did not send it:
+   * user data in a store that was never a replica, or another primary's store. Default false: such
+   * a replica is refused (`MIRROR_REPLICA_NOT_EMPTY`) and left as it is.
+   */
+  overwrite?: boolean
 }
 
 /** A replica transport. */

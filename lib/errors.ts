@@ -34,7 +34,19 @@ export const codes = {
   /** The server refused: another primary streams to the resource, or too many connections. */
   BUSY: 'MIRROR_BUSY',
   /** A network peer did not answer in time. */
-  TIMEOUT: 'MIRROR_TIMEOUT'
+  TIMEOUT: 'MIRROR_TIMEOUT',
+  /** A network peer cannot be reached, or the connection to it dropped. Retried with backoff. */
+  UNREACHABLE: 'MIRROR_UNREACHABLE',
+  /** A store holds a replica's state: it becomes a primary only through `recover` and promotion. */
+  IS_REPLICA: 'MIRROR_IS_REPLICA',
+  /** A replica holds data no primary of this line sent it; it is refused unless `overwrite` is set. */
+  REPLICA_NOT_EMPTY: 'MIRROR_REPLICA_NOT_EMPTY',
+  /** Something cannot be shipped at all (a key larger than a part may hold). */
+  TOO_LARGE: 'MIRROR_TOO_LARGE',
+  /** A write was made through a read-only view (a replica's reader). */
+  READ_ONLY: 'MIRROR_READ_ONLY',
+  /** An event listener threw. Reported (the `error` event, or a process warning); nothing stopped. */
+  LISTENER: 'MIRROR_LISTENER'
 } as const
 
 export type MirrorErrorCode = (typeof codes)[keyof typeof codes]

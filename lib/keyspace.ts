@@ -45,6 +45,19 @@ export function metaKey (name: string): Buffer {
   return Buffer.concat([META, Buffer.from(name, 'latin1')])
 }
 
+/**
+ * The meta keys that say what a store is. A primary's store holds the head, its generation
+ * history and its origin; a replica's holds its state (generation, watermark, the primary's
+ * history) and, while a batch is staged, a journal. No store holds both.
+ */
+export const metaKeys = Object.freeze({
+  head: metaKey('head'),
+  history: metaKey('history'),
+  origin: metaKey('origin'),
+  replica: metaKey('replica'),
+  journal: metaKey('journal')
+})
+
 const TWO32 = 2 ** 32
 
 /** Fixed-width big-endian, so that key order is numeric order. Exact up to 2^53. */

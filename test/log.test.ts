@@ -78,7 +78,7 @@ describe('log compaction', () => {
 
   it('keeps every suffix of the log complete under random writes and budgets (fast-check)', async () => {
     await fc.assert(fc.asyncProperty(
-      fc.integer({ min: 256, max: 8192 }),
+      fc.integer({ min: 1024, max: 8192 }),
       fc.array(fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 300 }),
       async (budget, batches) => {
         const inner = new MemoryLevel()

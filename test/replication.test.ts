@@ -76,10 +76,10 @@ describe('replication', () => {
     }
   })
 
-  it('a full copy deletes what the replica held that the primary does not', async () => {
+  it('with overwrite, a full copy deletes what the replica held that the primary does not', async () => {
     const rdb = new MemoryLevel()
     await rdb.batch([{ type: 'put', key: 'stale', value: 'x' }, { type: 'put', key: 'zzz', value: 'y' }])
-    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb)] })
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { overwrite: true })] })
     await db.put('a', '1')
     await db.replicated()
     expect(await rdb.iterator({ lt: '\xff' }).all()).toEqual([['a', '1']])
@@ -92,7 +92,8 @@ describe('replication', () => {
     await app.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(4, '0')}`, value: 'v' })))
     await app.close()
     const rdb = new MemoryLevel()
-    const adapter = new TestAdapter(rdb as never, { maxBatchOps: 100 })
+    // maxApplyBytes: 1 journals every part (a copy too large to hold in memory), which is what resumes
+    const adapter = new TestAdapter(rdb as never, { maxBatchOps: 100, maxApplyBytes: 1 } as never)
     adapter.faults = ['ok', 'ok', 'ok', 'failBefore'] // three parts staged, then the link drops
     await inner.open()
     const states = new PrimaryStates(inner as never, await userData(inner as never))
@@ -280,7 +281,7 @@ describe('replica engine', () => {
     await expect(engine.apply({ generation: gen, from: 3, to: 4, index: 0, final: true, full: false, ops: [put('c', '3')] }))
       .rejects.toMatchObject({ code: 'MIRROR_GAP' })
     expect(await serialize(db as never)).toBe(before)
-    expect(engine.hello()).toEqual({ generation: gen, watermark: 2, pending: null })
+    expect(engine.hello()).toEqual({ generation: gen, watermark: 2, pending: null, foreign: null })
     await engine.close()
   })
 
@@ -322,7 +323,8 @@ describe('replica engine', () => {
     let recovered = 0
     for (let crashAfter = 0; crashAfter < 8; crashAfter++) {
       const db = new DyingLevel()
-      const engine = new ReplicaEngine(db as never)
+      // 1500-op parts are held in memory up to maxApplyBytes; below that they are journaled
+      const engine = new ReplicaEngine(db as never, { maxApplyBytes: 1000 })
       await engine.open()
       await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old'), put('z', 'old')] })
       const oldState = await serialize(db as never)
@@ -359,13 +361,13 @@ describe('replica engine', () => {
 
   it('keeps an uncommitted full copy for resuming, and drops an uncommitted incremental batch', async () => {
     const db = new MemoryLevel()
-    const engine = new ReplicaEngine(db as never)
+    const engine = new ReplicaEngine(db as never, { maxApplyBytes: 1 })
     await engine.open()
     await engine.apply({ generation: gen, from: 0, to: 3, index: 0, final: false, full: true, range: { after: null, upto: Buffer.from('m') }, ops: [put('a', '1')] })
     await engine.close()
-    const again = new ReplicaEngine(db as never)
+    const again = new ReplicaEngine(db as never, { maxApplyBytes: 1 })
     await again.open()
-    expect(again.hello()).toEqual({ generation: null, watermark: 0, pending: { to: 3, generation: gen, parts: 1, upto: Buffer.from('m') } })
+    expect(again.hello()).toEqual({ generation: null, watermark: 0, pending: { to: 3, generation: gen, parts: 1, upto: Buffer.from('m') }, foreign: null })
     expect(await serialize(db as never)).toBe('[]') // staged, not applied
     await again.apply({ generation: gen, from: 0, to: 4, index: 1, final: true, full: true, range: { after: Buffer.from('m'), upto: null }, ops: [put('x', '2')] })
     expect(again.hello()).toMatchObject({ generation: gen, watermark: 4, pending: null })
@@ -373,7 +375,7 @@ describe('replica engine', () => {
     await again.close()
     const third = new ReplicaEngine(db as never)
     await third.open()
-    expect(third.hello()).toEqual({ generation: gen, watermark: 4, pending: null })
+    expect(third.hello()).toEqual({ generation: gen, watermark: 4, pending: null, foreign: null })
     expect(await db.get('q')).toBeUndefined()
     await third.close()
   })

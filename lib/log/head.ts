@@ -1,8 +1,8 @@
 import { MirrorError, codes } from '../errors'
-import { metaKey, readSeq, writeSeq } from '../keyspace'
+import { metaKeys, readSeq, writeSeq } from '../keyspace'
 
 /** Where the head lives in the inner db's reserved range. */
-export const HEAD_KEY = metaKey('head')
+export const HEAD_KEY = metaKeys.head
 
 /**
  * The primary's head as stored in the meta key `head`, written in the same inner batch as every

@@ -4,19 +4,23 @@ import { randomBytes } from 'node:crypto'
 import { MirrorError, codes } from '../errors'
 import { HEAD_KEY, decodeHead, encodeHead } from '../log/head'
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
-import { isReserved, metaKey, reservedEnd, reservedStart } from '../keyspace'
+import { isReserved, metaKeys, reservedEnd, reservedStart } from '../keyspace'
 import type { ReplicaAdapter } from '../adapter'
 import { compactionStep, truncationStep } from '../log/records'
 import { Replication, validateReplicas, type Mode, type OnReplicaDown, type ReplicaStatus } from '../replication/replication'
-import { MirrorIterator, type InnerIterator } from './mirror-iterator'
+import { UserIterator, type InnerIterator } from '../user-iterator'
+import { MirrorChainedBatch } from './mirror-chained-batch'
 import { MirrorSnapshot } from './mirror-snapshot'
 import { describe, nonNegativeInteger, positiveInteger } from '../options'
 import { Pipeline, type MaintenanceStep } from '../log/pipeline'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
-const ORIGIN_KEY = metaKey('origin')
-const HISTORY_KEY = metaKey('history')
+const ORIGIN_KEY = metaKeys.origin
+const HISTORY_KEY = metaKeys.history
 const FORMAT = 1
+// A budget must hold at least one merged record and some new ones; below this, compaction could
+// never bring the log under it.
+const MIN_LOG_BUDGET = 1024
 
 /** Options of {@link MirrorLevel}, besides abstract-level's `keyEncoding` and `valueEncoding`. */
 export interface MirrorLevelOptions<K = string, V = string> extends AbstractDatabaseOptions<K, V> {
@@ -44,6 +48,12 @@ export interface MirrorLevelOptions<K = string, V = string> extends AbstractData
   onReplicaDown?: OnReplicaDown
   /** With `onReplicaDown: 'block'`: how long a write waits before it rejects with `MIRROR_REPLICA_TIMEOUT` (the local write stays). Default 30 000 ms; 0 waits forever. */
   replicaTimeout?: number
+  /**
+   * How long `close()` may spend shipping what replicas still lack (a first copy included), in ms.
+   * Past it, shipping stops; what was not applied stays in the log and ships after the next open.
+   * Default 5000; 0 waits as long as it takes.
+   */
+  closeTimeout?: number
 }
 
 /** What `status()` returns. */
@@ -98,6 +108,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #mode: Mode
   #onReplicaDown: OnReplicaDown
   #replicaTimeout: number
+  #closeTimeout: number
   #history: Array<[string, number]> = []
   #replication: Replication | null = null
 
@@ -108,8 +119,11 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (typeof options !== 'object' || options === null) {
       throw new MirrorError(`MirrorLevel: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
     }
-    const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, ...forward } = options
+    const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, closeTimeout, ...forward } = options
     const budget = positiveInteger('MirrorLevel', 'logBudget', logBudget, 64 * 1024 * 1024)
+    if (budget < MIN_LOG_BUDGET) {
+      throw new MirrorError(`MirrorLevel: option 'logBudget' must be at least ${MIN_LOG_BUDGET} bytes (a smaller log cannot hold one merged record), got ${budget}`, codes.INVALID_OPTION)
+    }
     const groupOps = positiveInteger('MirrorLevel', 'maxGroupOps', maxGroupOps, 10_000)
     const groupBytes = positiveInteger('MirrorLevel', 'maxGroupBytes', maxGroupBytes, 16 * 1024 * 1024)
     const adapters = replicas ?? []
@@ -127,6 +141,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     }
     validateReplicas(adapters)
     const timeout = nonNegativeInteger('MirrorLevel', 'replicaTimeout', replicaTimeout, 30_000)
+    const closeWithin = nonNegativeInteger('MirrorLevel', 'closeTimeout', closeTimeout, 5000)
     const supports = inner.supports as typeof inner.supports & { getSync?: boolean }
     super({
       encodings: { buffer: true },
@@ -147,6 +162,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     this.#mode = mode ?? 'async'
     this.#onReplicaDown = onReplicaDown ?? 'degrade'
     this.#replicaTimeout = timeout
+    this.#closeTimeout = closeWithin
   }
 
   /** The last committed seq and the log's size, or null while not open. */
@@ -161,7 +177,23 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
 
   async _open (): Promise<void> {
     await this.#inner.open()
-    const [head, origin, history] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY, HISTORY_KEY], BUFFERS)
+    try {
+      await this.#load()
+    } catch (err) {
+      // Whatever went wrong, the inner db is not left open (and locked) behind a failed open.
+      this.#pipeline = null
+      this.#replication = null
+      await this.#inner.close().catch(() => {})
+      throw err
+    }
+  }
+
+  async #load (): Promise<void> {
+    const [head, origin, history, replica, journal] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY, HISTORY_KEY, metaKeys.replica, metaKeys.journal], BUFFERS)
+    if (replica !== undefined || journal !== undefined) {
+      throw new MirrorError('This store holds a replica\'s state: wrapping it as a primary would orphan its journal and fork its history. ' +
+        'See `npx mirror-level status DIR`; to make the replica a primary, promote it (`npx mirror-level promote DIR`)', codes.IS_REPLICA)
+    }
     if (origin === undefined) {
       await this.#initialise()
     } else {
@@ -187,7 +219,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       history: () => this.#history.map(([g, s]) => [g, s]),
       head: () => pipeline.head.seq,
       truncate: (seq) => this.#truncate(seq),
-      emit: (event, payload) => this.emit(event, payload)
+      emit: (event, payload) => this.#emitSafely(event, payload)
     }, this.#adapters, { mode: this.#mode, onReplicaDown: this.#onReplicaDown, replicaTimeout: this.#replicaTimeout })
     this.#replication.start()
   }
@@ -208,7 +240,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
 
   async _close (): Promise<void> {
     if (this.#pipeline !== null) await this.#pipeline.idle()
-    if (this.#replication !== null) await this.#replication.close()
+    if (this.#replication !== null) await this.#replication.close(this.#closeTimeout)
     this.#replication = null
     if (this.#pipeline !== null) await this.#pipeline.idle()
     this.#pipeline = null
@@ -235,9 +267,12 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
    * `timeout` (ms), rejects with `MIRROR_REPLICA_TIMEOUT` after it instead of waiting on.
    */
   async replicated (options: { timeout?: number } = {}): Promise<void> {
+    if (typeof options !== 'object' || options === null) {
+      throw new MirrorError(`replicated(): options must be an object such as { timeout: 1000 }, got ${describe(options)}`, codes.INVALID_OPTION)
+    }
+    const timeout = nonNegativeInteger('replicated()', 'timeout', options.timeout, 0)
     if (this.status === 'opening') await this.open()
     if (this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
-    const timeout = nonNegativeInteger('replicated()', 'timeout', options?.timeout, 0)
     await this.#replication.replicated(timeout)
   }
 
@@ -250,9 +285,12 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   // Merges old records while the log is over its budget.
   #afterCommit (logBytes: number): void {
     if (logBytes <= this.#logBudget) return
-    this.#maintain('compaction', async (head) => head.logBytes > this.#logBudget
-      ? await compactionStep(this.#inner, head, { budget: this.#logBudget, maxRecordsPerStep: 10_000 })
-      : null)
+    this.#maintain('compaction', async (head) => {
+      if (head.logBytes <= this.#logBudget) return null
+      const step = await compactionStep(this.#inner, head, { budget: this.#logBudget, maxRecordsPerStep: 10_000 })
+      // A step that cannot shrink the log would repeat forever.
+      return step !== null && step.logBytes < head.logBytes ? step : null
+    })
   }
 
   #maintain (what: string, step: MaintenanceStep): void {
@@ -263,8 +301,19 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   #report (err: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err)
-    else process.emitWarning(err)
+    try {
+      if (this.listenerCount('error') > 0) return void this.emit('error', err)
+    } catch {}
+    process.emitWarning(err)
+  }
+
+  // A listener that throws must not reach the replicator (or take the process down): reported instead.
+  #emitSafely (event: string, payload: unknown): void {
+    try {
+      this.emit(event, payload)
+    } catch (err) {
+      this.#report(new MirrorError(`A '${event}' listener threw; mirror-level went on`, codes.LISTENER, { cause: err }))
+    }
   }
 
   #write (ops: InnerOp[], options: { sync?: unknown } | undefined): Promise<number> {
@@ -283,21 +332,27 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     return this.#mode === 'async' ? committed : committed.then((seq) => this.#replication!.waitFor(seq))
   }
 
+  // Keys and values are copied here, when the write is made: it commits later, and a caller may
+  // reuse its Buffer as soon as the call returns (classic-level captures at call time too).
   _put (key: Buffer, value: Buffer, options?: { sync?: unknown }): Promise<unknown> {
-    return this.#commit([{ type: 'put', key, value }], options)
+    return this.#commit([{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }], options)
   }
 
   _del (key: Buffer, options?: { sync?: unknown }): Promise<unknown> {
-    return this.#commit([{ type: 'del', key }], options)
+    return this.#commit([{ type: 'del', key: Buffer.from(key) }], options)
   }
 
   _batch (operations: Op[], options?: { sync?: unknown }): Promise<unknown> {
     const ops: InnerOp[] = new Array(operations.length)
     for (let i = 0; i < operations.length; i++) {
       const op = operations[i]
-      ops[i] = op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : { type: 'del', key: op.key }
+      ops[i] = op.type === 'put' ? { type: 'put', key: Buffer.from(op.key), value: Buffer.from(op.value) } : { type: 'del', key: Buffer.from(op.key) }
     }
     return this.#commit(ops, options)
+  }
+
+  _chainedBatch (): MirrorChainedBatch {
+    return new MirrorChainedBatch(this, (ops, options) => this.#commit(ops, options))
   }
 
   #readOptions (options: ReadOptions | undefined): ReadOptions {
@@ -337,8 +392,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     return found
   }
 
-  _iterator (options: Record<string, unknown>): MirrorIterator<KDefault, VDefault> {
-    return new MirrorIterator(this, options, this.#innerIterator(options, options.values !== false))
+  _iterator (options: Record<string, unknown>): UserIterator<KDefault, VDefault> {
+    return new UserIterator(this, options, this.#innerIterator(options, options.values !== false))
   }
 
   #innerIterator (options: Record<string, unknown>, values: boolean): InnerIterator {
@@ -353,7 +408,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   // Not atomic (abstract-level allows that): deletes in logged batches of MANY keys each.
   async _clear (options: Record<string, unknown>): Promise<void> {
     const limit = typeof options.limit === 'number' && options.limit >= 0 ? options.limit : Infinity
-    const it = new MirrorIterator<Buffer, Buffer>(this, {
+    const it = new UserIterator<Buffer, Buffer>(this, {
       ...options,
       limit: -1,
       [ITERATOR_KEY_ENCODING]: this.keyEncoding('buffer'),

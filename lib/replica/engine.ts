@@ -1,96 +1,174 @@
+import type { AbstractSnapshot } from 'abstract-level'
 import type { BatchPart, PartAck, PendingCopy, ReplicaHello, ReplicaOp } from '../adapter'
 import { MirrorError, codes } from '../errors'
-import { BUFFERS, type InnerDb } from '../inner'
-import { metaKey, writeSeq } from '../keyspace'
-import { decodeStagedPart, encodeStagedPart, packState, unpackState, validatePart } from './part-codec'
+import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { logRange, metaKeys } from '../keyspace'
+import type { MemoryBudget } from '../memory-budget'
+import { positiveInteger } from '../options'
 import { userRanges } from '../user-ranges'
+import { Journal, unlistedKeys, type StagedPart } from './journal'
+import { opsBytes, validatePart } from './part-codec'
+import { decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
 
-const STATE_KEY = metaKey('replica')
-const JOURNAL_KEY = metaKey('journal')
-const PART_PREFIX = metaKey('journal-part/')
-const PARTS_RANGE = { gte: PART_PREFIX, lt: metaKey('journal-part0') }
-const APPLY_CHUNK = 1000
-
-interface ReplicaState {
-  generation: string | null
-  watermark: number
+/** Options of {@link ReplicaEngine}. */
+export interface ReplicaEngineOptions {
+  /**
+   * A batch of up to this many bytes of keys and values is held in memory until its final part
+   * and applied as one atomic batch of the replica db, whatever its number of parts; a larger one
+   * is staged in the journal. Default 32 MiB.
+   */
+  maxApplyBytes?: number
+  /** A budget shared with other holders (a server's connections): a batch it cannot hold is journaled. */
+  memory?: MemoryBudget
 }
 
-interface JournalHeader {
-  generation: string
-  from: number
-  to: number
-  full: boolean
-  parts: number
-  committed: boolean
-  /** For a full batch: the last key its copy parts cover so far (null: none, or all if done). */
-  upto: Buffer | null
-  copyDone: boolean
+/** A batch held in memory until its final part. Pieces of large values are assembled as they come. */
+interface Held {
+  parts: StagedPart[]
+  bytes: number
+  piece: { key: Buffer, chunks: Buffer[], part: number } | null
 }
 
-function partKey (index: number): Buffer {
-  const key = Buffer.allocUnsafe(PART_PREFIX.length + 8)
-  PART_PREFIX.copy(key, 0)
-  writeSeq(key, PART_PREFIX.length, index)
-  return key
+/** The batch being received: its header, and its parts in memory (`held`) or in the journal (null). */
+interface Staged {
+  header: JournalHeader
+  held: Held | null
+}
+
+/** The state a reader sees during a journaled apply: the replica just before it, held open. */
+interface Stable {
+  snapshot: AbstractSnapshot
+  users: number
+  done: boolean
 }
 
 /**
  * The replica side of mirror-level: applies batches to a replica database, atomically and exactly
  * once, and keeps the replica a prefix state of the primary at every moment (invariants 3 and 4).
  *
- * A batch of one incremental part is one atomic batch of the replica db with the new watermark.
- * Larger batches and full copies go through a redo journal in the reserved range: parts are staged
- * as they arrive, the final part writes a commit record, the journal is applied and then cleared.
- * `open()` runs recovery: a committed journal is applied again (it is idempotent); an uncommitted
- * incremental one is discarded; an uncommitted full copy is kept so the primary can resume it.
+ * A batch that fits `maxApplyBytes` is held in memory until its final part and written as one
+ * atomic batch of the replica db with the new watermark, however many parts it came in. A larger
+ * batch (a big first copy, a catch-up with large values) goes through a redo journal in the
+ * reserved range: parts are staged as they arrive, the final part writes a commit record, the
+ * journal is applied and cleared. `open()` runs recovery: a committed journal is applied again (it
+ * is idempotent); an uncommitted incremental one is discarded; an uncommitted full copy is kept so
+ * the primary can resume it. While a journal is applied, readers through {@link readView} see the
+ * state before it.
+ *
+ * A store that holds data no primary sent it, or a primary's own store, refuses a full copy
+ * unless the copy says `overwrite` (`MIRROR_REPLICA_NOT_EMPTY`), and changes nothing.
  *
  * Used by every adapter: in process by LevelReplica, behind the network by `mirror-level serve`.
- * The engine owns its db: `open()` opens it and `close()` closes it.
+ * The engine owns its db: `open()` opens it and `close()` closes it (also when opening fails).
  */
 export class ReplicaEngine {
   #db: InnerDb
+  #journal: Journal
+  #maxApplyBytes: number
+  #memory: MemoryBudget | null
   #state: ReplicaState = { generation: null, watermark: 0 }
-  #journal: JournalHeader | null = null
+  #staged: Staged | null = null
+  #foreign: 'data' | 'primary' | null = null
   #queue: Promise<unknown> = Promise.resolve()
   #open = false
+  #opening: Promise<void> | null = null
+  #closing = false
+  #stable: Stable | null = null
 
-  constructor (db: InnerDb) {
+  constructor (db: InnerDb, options: ReplicaEngineOptions = {}) {
     this.#db = db
+    this.#journal = new Journal(db)
+    this.#maxApplyBytes = positiveInteger('ReplicaEngine', 'maxApplyBytes', options.maxApplyBytes, 32 * 1024 * 1024)
+    this.#memory = options.memory ?? null
   }
 
   get db (): InnerDb { return this.#db }
+  get isOpen (): boolean { return this.#open }
 
-  async open (): Promise<void> {
-    if (this.#open) return
-    await this.#db.open()
-    const [state, journal] = await this.#db.getMany([STATE_KEY, JOURNAL_KEY], BUFFERS)
-    if (state !== undefined) this.#state = unpackState<ReplicaState>(state, 'replica state')
-    this.#journal = journal === undefined ? null : unpackState<JournalHeader>(journal, 'replica journal')
-    if (this.#journal?.committed === true) {
-      await this.#applyJournal(this.#journal)
-    } else if (this.#journal !== null && !this.#journal.full) {
-      await this.#discardJournal()
-    } else if (this.#journal === null) {
-      await this.#db.clear({ ...PARTS_RANGE, keyEncoding: 'buffer' })
-    }
-    this.#open = true
+  /** Opens the db and runs recovery. On any failure the db is closed again and the cause thrown. */
+  open (): Promise<void> {
+    if (this.#open) return Promise.resolve()
+    this.#opening ??= this.#openAndRecover().finally(() => { this.#opening = null })
+    return this.#opening
   }
 
+  async #openAndRecover (): Promise<void> {
+    this.#closing = false
+    try {
+      await this.#db.open()
+      const [state, journal] = await this.#db.getMany([metaKeys.replica, metaKeys.journal], BUFFERS)
+      this.#state = state === undefined ? { generation: null, watermark: 0 } : decodeReplicaState(state)
+      const header = journal === undefined ? null : decodeJournal(journal)
+      this.#staged = header === null ? null : { header, held: null }
+      if (header?.committed === true) await this.#applyJournal(header)
+      else if (header !== null && !header.full) await this.#dropStaged()
+      else if (header === null) await this.#journal.clear()
+      this.#foreign = await this.#detectForeign()
+      this.#open = true
+    } catch (err) {
+      this.#staged = null
+      await this.#db.close().catch(() => {})
+      throw err
+    }
+  }
+
+  async #detectForeign (): Promise<'data' | 'primary' | null> {
+    const [head, history] = await this.#db.getMany([metaKeys.head, metaKeys.history], BUFFERS)
+    if (head !== undefined || history !== undefined) return 'primary'
+    if (this.#state.generation !== null) return null
+    for (const range of userRanges(null, null)) {
+      const first = await this.#db.keys({ ...range, limit: 1, keyEncoding: 'buffer' }).all()
+      if (first.length > 0) return 'data'
+    }
+    return null
+  }
+
+  /** Waits for the part in hand, stops a journaled apply at its next step (it resumes on the next open), closes the db. */
   async close (): Promise<void> {
+    if (!this.#open && this.#opening === null) return
+    this.#closing = true
+    await this.#opening?.catch(() => {})
     if (!this.#open) return
     this.#open = false
     await this.#queue.catch(() => {})
+    this.#giveBack()
+    this.#staged = null
     await this.#db.close()
   }
 
   /** What this replica holds: see {@link ReplicaHello}. */
   hello (): ReplicaHello {
-    const j = this.#journal
+    const staged = this.#staged
+    const j = staged !== null && staged.held === null ? staged.header : null
     const pending: PendingCopy | null = j !== null && j.full && !j.committed && !j.copyDone
       ? { to: j.to, generation: j.generation, parts: j.parts, upto: j.upto }
       : null
-    return { generation: this.#state.generation, watermark: this.#state.watermark, pending }
+    return { generation: this.#state.generation, watermark: this.#state.watermark, pending, foreign: this.#foreign }
+  }
+
+  /**
+   * For readers in this process: a snapshot of a real state of the primary. During a journaled
+   * apply it is the replica as it was before the apply began; otherwise the replica as it is now.
+   * Call `release` when done with it.
+   */
+  readView (): { snapshot: AbstractSnapshot, release: () => void } {
+    if (!this.#open) throw new MirrorError('The replica is not open', codes.NOT_OPEN)
+    const stable = this.#stable
+    if (stable !== null) {
+      stable.users++
+      let released = false
+      return {
+        snapshot: stable.snapshot,
+        release: () => {
+          if (released) return
+          released = true
+          stable.users--
+          if (stable.done && stable.users === 0) void stable.snapshot.close()
+        }
+      }
+    }
+    const snapshot = this.#db.snapshot()
+    return { snapshot, release: () => void snapshot.close() }
   }
 
   /** Applies (or stages) one part; see {@link ReplicaAdapter.apply}. Serialized. */
@@ -102,7 +180,10 @@ export class ReplicaEngine {
 
   async #apply (input: BatchPart): Promise<PartAck> {
     if (!this.#open) throw new MirrorError('The replica is not open', codes.NOT_OPEN)
+    if (this.#closing) throw new MirrorError('The replica is closing', codes.CLOSED)
     const part = validatePart(input)
+    // A journaled apply that failed half way (an I/O error) is finished before anything else.
+    if (this.#staged?.header.committed === true && this.#staged.held === null) await this.#applyJournal(this.#staged.header)
     const st = this.#state
     const ack = { watermark: st.watermark }
     if (part.full) {
@@ -110,68 +191,55 @@ export class ReplicaEngine {
     } else {
       if (st.generation === null) throw new MirrorError('This replica was never synced: it needs a full copy first', codes.GAP)
       if (part.to <= st.watermark) return ack
-      if (part.from > st.watermark) {
+      if (part.index === 0 && part.from > st.watermark) {
         throw new MirrorError(`Batch (${part.from}, ${part.to}] would leave a gap after watermark ${st.watermark}; not applied`, codes.GAP)
       }
     }
-
-    if (part.index === 0 && part.final && !part.full) {
-      // The fast path: one atomic batch of the data and the watermark.
-      await this.#discardJournal()
-      const next = { generation: part.generation, watermark: part.to }
-      await this.#db.batch([...part.ops, { type: 'put', key: STATE_KEY, value: packState(next) }], BUFFERS)
-      this.#state = next
-      return { watermark: next.watermark }
+    let header: JournalHeader
+    if (part.index === 0) {
+      if (part.full && this.#foreign !== null && part.overwrite !== true) {
+        throw new MirrorError(this.#foreign === 'primary'
+          ? 'This store is a primary\'s own store, not a replica: refusing to overwrite it (set overwrite to replace it)'
+          : 'This store holds data that no primary of this line sent it: refusing to overwrite it (set overwrite to replace it)', codes.REPLICA_NOT_EMPTY)
+      }
+      await this.#dropStaged()
+      header = firstHeader(part)
+    } else {
+      header = this.#follow(part)
     }
-
-    const header = this.#nextHeader(part)
-    if (part.final && header.full && !header.copyDone) {
-      throw new MirrorError('Bad batch part: a full batch cannot end before its copy reaches the end of the keyspace', codes.BAD_PART)
-    }
-    if (part.index === 0) await this.#discardJournal()
+    header.piece = continuePieces(header.piece, part.ops, part.full && part.range === undefined && !header.copyDone)
+    if (part.final && header.piece !== null) throw bad('the batch ends in the middle of a value')
+    if (part.final && header.full && !header.copyDone) throw bad('a full batch cannot end before its copy reaches the end of the keyspace')
     header.committed = part.final
-    await this.#db.batch([
-      { type: 'put', key: partKey(part.index), value: encodeStagedPart(part) },
-      { type: 'put', key: JOURNAL_KEY, value: packState(header) }
-    ], BUFFERS)
-    this.#journal = header
-    if (part.final) await this.#applyJournal(header)
+
+    const staged: Staged = part.index === 0 ? { header, held: emptyHeld() } : { ...this.#staged!, header }
+    if (staged.held !== null && !this.#hold(staged.held, part)) await this.#spill(staged)
+    if (staged.held === null) {
+      await this.#journal.stage(part.index, { range: part.range ?? null, ops: part.ops }, [{ type: 'put', key: metaKeys.journal, value: encodeJournal(header) }])
+    }
+    this.#staged = staged
+    if (part.final) {
+      if (staged.held === null || !(await this.#applyHeld(staged))) await this.#applyJournal(header)
+    }
     return { watermark: this.#state.watermark }
   }
 
-  // The journal header after staging `part`, or an error if the part does not follow the journal.
-  #nextHeader (part: BatchPart): JournalHeader {
+  // The header after `part`, or an error if it does not follow the batch being received.
+  #follow (part: BatchPart): JournalHeader {
+    const j = this.#staged?.header ?? null
+    if (j === null || j.committed || j.parts !== part.index || j.full !== part.full || j.generation !== part.generation) {
+      throw bad(`part ${part.index} does not follow the staged batch (${j === null ? 'none' : `${j.parts} parts`})`)
+    }
+    if (!part.full && (j.from !== part.from || j.to !== part.to)) throw bad('a later part of an incremental batch must have its batch\'s from and to')
     const copyUpto = part.range !== undefined ? part.range.upto : null
-    if (part.index === 0) {
-      if (part.full && (part.range === undefined || part.range.after !== null)) {
-        throw new MirrorError('Bad batch part: a full batch starts with a copy part from the first key', codes.BAD_PART)
-      }
-      return {
-        generation: part.generation,
-        from: part.from,
-        to: part.to,
-        full: part.full,
-        parts: 1,
-        committed: false,
-        upto: copyUpto,
-        copyDone: part.full && copyUpto === null
-      }
-    }
-    const j = this.#journal
-    if (j === null || j.parts !== part.index || j.full !== part.full || j.generation !== part.generation) {
-      throw new MirrorError(`Bad batch part: part ${part.index} does not follow the staged batch (${j === null ? 'none' : `${j.parts} parts`})`, codes.BAD_PART)
-    }
-    if (!part.full && (j.from !== part.from || j.to !== part.to)) {
-      throw new MirrorError('Bad batch part: a later part of an incremental batch must have its batch\'s from and to', codes.BAD_PART)
-    }
     if (part.full) {
       if (part.range !== undefined) {
         const contiguous = !j.copyDone && j.upto !== null && part.range.after !== null && part.range.after.equals(j.upto)
-        if (!contiguous) throw new MirrorError('Bad batch part: copy parts must tile the keyspace in order', codes.BAD_PART)
-      } else if (!j.copyDone) {
-        throw new MirrorError('Bad batch part: a full batch lists changed keys only after its copy is complete', codes.BAD_PART)
+        if (!contiguous) throw bad('copy parts must tile the keyspace in order')
+      } else if (!j.copyDone && j.piece === null) {
+        throw bad('a full batch lists changed keys only after its copy is complete')
       }
-      if (part.to < j.to) throw new MirrorError('Bad batch part: a resumed copy cannot go back in seq', codes.BAD_PART)
+      if (part.to < j.to) throw bad('a resumed copy cannot go back in seq')
     }
     return {
       ...j,
@@ -182,49 +250,171 @@ export class ReplicaEngine {
     }
   }
 
+  // Holds `part` in memory if it fits the bound (and the shared budget); false if it does not.
+  #hold (held: Held, part: BatchPart): boolean {
+    const bytes = opsBytes(part.ops) + 64 * (part.ops.length + 1)
+    if (held.bytes + bytes > this.#maxApplyBytes) return false
+    if (this.#memory !== null && !this.#memory.tryTake(bytes)) return false
+    held.bytes += bytes
+    const entry: StagedPart = { range: part.range ?? null, ops: [] }
+    held.parts.push(entry)
+    for (const op of part.ops) {
+      if (held.piece !== null) {
+        held.piece.chunks.push((op as { value: Buffer }).value)
+        if (op.type === 'put' && op.more === true) continue
+        held.parts[held.piece.part].ops.push({ type: 'put', key: held.piece.key, value: Buffer.concat(held.piece.chunks) })
+        held.piece = null
+      } else if (op.type === 'put' && op.more === true) {
+        held.piece = { key: op.key, chunks: [op.value], part: held.parts.length - 1 }
+      } else {
+        entry.ops.push(op)
+      }
+    }
+    return true
+  }
+
+  // The batch outgrew memory: stage what is held in the journal and go on there.
+  async #spill (staged: Staged): Promise<void> {
+    const held = staged.held!
+    const { header } = staged
+    const count = held.parts.length
+    for (let i = 0; i < count; i++) {
+      const part = held.parts[i]
+      const ops = held.piece !== null && held.piece.part === i
+        ? [...part.ops, { type: 'put' as const, key: held.piece.key, value: Buffer.concat(held.piece.chunks), more: true }]
+        : part.ops
+      // The header that goes with the last held part says how many are staged, as if they had come one by one.
+      // (It is the commit record too when every part is held: the final part has arrived.)
+      const also = i === count - 1 ? [{ type: 'put' as const, key: metaKeys.journal, value: encodeJournal({ ...header, parts: count, committed: header.committed && count === header.parts }) }] : []
+      await this.#journal.stage(i, { range: part.range, ops }, also)
+    }
+    this.#giveBack(held)
+    staged.held = null
+  }
+
+  // One atomic batch: the held ops, the deletes a full copy implies, the watermark. False if the
+  // deletes outgrow memory (the batch is then spilled to the journal and applied from there).
+  async #applyHeld (staged: Staged): Promise<boolean> {
+    const held = staged.held!
+    const ops: InnerOp[] = []
+    let bytes = held.bytes
+    for (const part of held.parts) {
+      if (part.range !== null && part.range !== undefined) {
+        for await (const gone of unlistedKeys(this.#db, part.range, part.ops)) {
+          for (const key of gone) ops.push({ type: 'del', key })
+          bytes += gone.reduce((n, k) => n + k.length + 64, 0)
+          if (bytes > this.#maxApplyBytes) {
+            await this.#spill(staged)
+            return false
+          }
+        }
+      }
+      for (const op of part.ops) ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : op)
+    }
+    await this.#db.batch([...ops, ...this.#finishOps(staged.header, false)], BUFFERS)
+    this.#giveBack(held)
+    await this.#settle(staged.header)
+    return true
+  }
+
   // Redo: apply every staged part in order, then the watermark; safe to repeat after a crash.
   async #applyJournal (header: JournalHeader): Promise<void> {
-    for (let i = 0; i < header.parts; i++) {
-      const raw = await this.#db.get(partKey(i), BUFFERS)
-      if (raw === undefined) throw new MirrorError(`The replica journal has lost part ${i}`, codes.CORRUPT)
-      const { range, ops } = decodeStagedPart(raw)
-      if (range !== null && range !== undefined) await this.#deleteUnlisted(range.after, range.upto, ops)
-      for (let at = 0; at < ops.length; at += APPLY_CHUNK) {
-        await this.#db.batch(ops.slice(at, at + APPLY_CHUNK), BUFFERS)
-      }
+    this.#holdStable()
+    try {
+      await this.#journal.apply(header.parts, () => {
+        if (this.#closing) throw new MirrorError('The replica closed while applying a journaled batch; it is applied on its next open', codes.CLOSED)
+      })
+      await this.#db.batch(this.#finishOps(header, true), BUFFERS)
+    } finally {
+      this.#releaseStable()
     }
-    const next = { generation: header.generation, watermark: header.to }
-    await this.#db.batch([
-      { type: 'put', key: STATE_KEY, value: packState(next) },
-      { type: 'del', key: JOURNAL_KEY }
-    ], BUFFERS)
-    this.#state = next
-    this.#journal = null
-    await this.#db.clear({ ...PARTS_RANGE, keyEncoding: 'buffer' })
+    await this.#settle(header)
+    await this.#journal.clear()
   }
 
-  // A copy part lists every key of its range: the replica's other keys there are gone on the primary.
-  async #deleteUnlisted (after: Buffer | null, upto: Buffer | null, ops: ReplicaOp[]): Promise<void> {
-    const listed = new Set(ops.map((op) => op.key.toString('latin1')))
-    for (const range of userRanges(after, upto)) {
-      const it = this.#db.keys({ ...range, keyEncoding: 'buffer' })
-      try {
-        while (true) {
-          const keys: Buffer[] = await it.nextv(APPLY_CHUNK)
-          if (keys.length === 0) break
-          const gone = keys.filter((k) => !listed.has(k.toString('latin1')))
-          if (gone.length > 0) await this.#db.batch(gone.map((key) => ({ type: 'del' as const, key })), BUFFERS)
-        }
-      } finally {
-        await it.close()
-      }
-    }
+  // The ops that end a batch: the new state, the journal gone, and what overwriting replaces.
+  #finishOps (header: JournalHeader, journaled: boolean): InnerOp[] {
+    const ops: InnerOp[] = [{ type: 'put', key: metaKeys.replica, value: encodeReplicaState({ generation: header.generation, watermark: header.to }) }]
+    if (journaled) ops.push({ type: 'del', key: metaKeys.journal })
+    if (header.overwrite) for (const key of [metaKeys.head, metaKeys.history, metaKeys.origin]) ops.push({ type: 'del', key })
+    return ops
   }
 
-  async #discardJournal (): Promise<void> {
-    if (this.#journal === null) return
-    await this.#db.del(JOURNAL_KEY, BUFFERS)
-    this.#journal = null
-    await this.#db.clear({ ...PARTS_RANGE, keyEncoding: 'buffer' })
+  async #settle (header: JournalHeader): Promise<void> {
+    this.#state = { generation: header.generation, watermark: header.to }
+    this.#staged = null
+    if (header.overwrite && this.#foreign === 'primary') await this.#db.clear({ ...logRange, keyEncoding: 'buffer' })
+    if (header.full) this.#foreign = null
   }
+
+  // Forgets the batch being received: in memory, or in the journal.
+  async #dropStaged (): Promise<void> {
+    const staged = this.#staged
+    if (staged === null) return
+    this.#staged = null
+    if (staged.held !== null) return this.#giveBack(staged.held)
+    await this.#db.del(metaKeys.journal, BUFFERS)
+    await this.#journal.clear()
+  }
+
+  #giveBack (held = this.#staged?.held ?? null): void {
+    if (held === null) return
+    this.#memory?.give(held.bytes)
+    held.bytes = 0
+    held.parts = []
+    held.piece = null
+  }
+
+  #holdStable (): void {
+    if (this.#db.supports.explicitSnapshots !== true) return
+    this.#stable = { snapshot: this.#db.snapshot(), users: 0, done: false }
+  }
+
+  #releaseStable (): void {
+    const stable = this.#stable
+    if (stable === null) return
+    this.#stable = null
+    stable.done = true
+    if (stable.users === 0) void stable.snapshot.close()
+  }
+}
+
+function bad (why: string): MirrorError {
+  return new MirrorError(`Bad batch part: ${why}`, codes.BAD_PART)
+}
+
+function emptyHeld (): Held {
+  return { parts: [], bytes: 0, piece: null }
+}
+
+function firstHeader (part: BatchPart): JournalHeader {
+  if (part.full && (part.range === undefined || part.range.after !== null)) throw bad('a full batch starts with a copy part from the first key')
+  const upto = part.range !== undefined ? part.range.upto : null
+  return {
+    generation: part.generation,
+    from: part.from,
+    to: part.to,
+    full: part.full,
+    parts: 1,
+    committed: false,
+    upto,
+    copyDone: part.full && upto === null,
+    piece: null,
+    overwrite: part.overwrite === true
+  }
+}
+
+/**
+ * Checks that pieces of large values follow each other (puts of the same key, every one but the
+ * last marked `more`) and returns the key still being pieced together, or null. `onlyPieces`: the
+ * part may hold nothing but the continuation of a value (a part between copy ranges).
+ */
+function continuePieces (piece: Buffer | null, ops: ReplicaOp[], onlyPieces: boolean): Buffer | null {
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]
+    if (piece !== null && (op.type !== 'put' || !op.key.equals(piece))) throw bad(`op ${i} does not continue the value of the key before it`)
+    if (piece === null && onlyPieces) throw bad(`op ${i} of a part between copy ranges is not a piece of a value`)
+    piece = op.type === 'put' && op.more === true ? op.key : null
+  }
+  return piece
 }

@@ -1,11 +1,18 @@
 import { BUFFERS, type InnerDb } from '../inner'
-import { HEAD_KEY, decodeHead } from '../log/head'
-import { metaKey } from '../keyspace'
+import { decodeHead } from '../log/head'
+import { metaKeys } from '../keyspace'
 import { unpackState } from './part-codec'
+import { decodeJournal, decodeReplicaState } from './state'
 
 /** What `mirror-level status` reports about a primary's or a replica's directory. */
 export interface StoreReport {
   role: 'primary' | 'replica' | 'plain'
+  /**
+   * The user data outside the reserved range is, as it lies on disk, a state the primary had, so
+   * plain `level` reads a real state. False for a replica while a committed batch waits to be
+   * applied (run `mirror-level recover`), for a replica never synced, and for a plain store.
+   */
+  consistent: boolean
   primary?: { head: number, logBytes: number, history: Array<[string, number]>, preexisting: boolean }
   replica?: { generation: string | null, watermark: number, staged: { to: number, parts: number, full: boolean, committed: boolean } | null }
   text: string
@@ -15,24 +22,30 @@ export interface StoreReport {
 export async function inspectStore (db: InnerDb): Promise<StoreReport> {
   await db.open()
   const [head, history, origin, state, journal] = await db.getMany(
-    [HEAD_KEY, metaKey('history'), metaKey('origin'), metaKey('replica'), metaKey('journal')], BUFFERS)
+    [metaKeys.head, metaKeys.history, metaKeys.origin, metaKeys.replica, metaKeys.journal], BUFFERS)
+  if (state !== undefined || journal !== undefined) {
+    const st = state === undefined ? { generation: null, watermark: 0 } : decodeReplicaState(state)
+    const j = journal === undefined ? null : decodeJournal(journal)
+    const staged = j === null ? null : { to: j.to, parts: j.parts, full: j.full, committed: j.committed }
+    const consistent = st.generation !== null && staged?.committed !== true
+    const why = staged?.committed === true
+      ? `NOT consistent: a batch to seq ${staged.to} is committed but not fully applied; run \`mirror-level recover\` on this directory before reading it with plain level`
+      : st.generation === null ? 'NOT consistent: never synced, it holds no state of a primary yet' : 'consistent: plain level reads a real state of the primary'
+    const text = `replica: generation ${st.generation ?? '(never synced)'}, watermark ${st.watermark}` +
+      (staged === null ? '' : `; staged ${staged.full ? 'full copy' : 'batch'} to seq ${staged.to}, ${staged.parts} part(s), ${staged.committed ? 'committed' : 'not committed (the data is untouched by it)'}`) +
+      `\n${why}`
+    return { role: 'replica', consistent, replica: { generation: st.generation, watermark: st.watermark, staged }, text }
+  }
   if (head !== undefined && history !== undefined) {
     const h = decodeHead(head)
     const hist = unpackState<Array<[string, number]>>(history, 'history')
     const o = origin === undefined ? null : unpackState<{ preexisting: boolean }>(origin, 'origin')
     return {
       role: 'primary',
+      consistent: true,
       primary: { head: h.seq, logBytes: h.logBytes, history: hist, preexisting: o?.preexisting ?? false },
       text: `primary: head seq ${h.seq}, log ${h.logBytes} bytes, generation ${hist[hist.length - 1][0]} (history: ${hist.map(([g, s]) => `${g.slice(0, 8)}@${s}`).join(', ')})`
     }
   }
-  if (state !== undefined || journal !== undefined) {
-    const st = state === undefined ? { generation: null, watermark: 0 } : unpackState<{ generation: string | null, watermark: number }>(state, 'replica state')
-    const j = journal === undefined ? null : unpackState<{ to: number, parts: number, full: boolean, committed: boolean }>(journal, 'journal')
-    const staged = j === null ? null : { to: j.to, parts: j.parts, full: j.full, committed: j.committed }
-    const text = `replica: generation ${st.generation ?? '(never synced)'}, watermark ${st.watermark}` +
-      (staged === null ? '' : `; staged ${staged.full ? 'full copy' : 'batch'} to seq ${staged.to}, ${staged.parts} part(s), ${staged.committed ? 'committed (applied on next open)' : 'not committed'}`)
-    return { role: 'replica', replica: { generation: st.generation, watermark: st.watermark, staged }, text }
-  }
-  return { role: 'plain', text: 'no mirror-level state: a plain store' }
+  return { role: 'plain', consistent: false, text: 'no mirror-level state: a plain store' }
 }

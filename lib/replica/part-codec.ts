@@ -28,6 +28,8 @@ export function validatePart (input: unknown): BatchPart {
   if (!p.full && p.to <= p.from) throw bad(`an incremental batch must end after it starts (from ${p.from}, to ${p.to})`)
   if (!isSeq(p.index)) throw bad('index must be a non-negative integer')
   if (!Array.isArray(p.ops)) throw bad('ops must be an array')
+  if (p.overwrite !== undefined && p.overwrite !== null && typeof p.overwrite !== 'boolean') throw bad('overwrite must be a boolean')
+  if (p.overwrite === true && (!p.full || p.index !== 0)) throw bad('only the first part of a full batch can overwrite')
   let range: BatchPart['range']
   if (p.range !== undefined && p.range !== null) {
     if (!p.full) throw bad('only a full batch has ranges')
@@ -47,24 +49,41 @@ export function validatePart (input: unknown): BatchPart {
     }
     if (op.type === 'put') {
       if (!isBytes(op.value)) throw bad(`op ${i} is a put without a binary value`)
-      ops[i] = { type: 'put', key, value: asBuffer(op.value) }
+      if (op.more !== undefined && op.more !== null && typeof op.more !== 'boolean') throw bad(`op ${i} has a non-boolean 'more'`)
+      ops[i] = op.more === true ? { type: 'put', key, value: asBuffer(op.value), more: true } : { type: 'put', key, value: asBuffer(op.value) }
     } else if (op.type === 'del') {
       ops[i] = { type: 'del', key }
     } else {
       throw bad(`op ${i} has type ${String(op.type)}`)
     }
   }
-  return { generation: p.generation, from: p.from, to: p.to, index: p.index, final: p.final, full: p.full, range, ops }
+  const part: BatchPart = { generation: p.generation, from: p.from, to: p.to, index: p.index, final: p.final, full: p.full, range, ops }
+  if (p.overwrite === true) part.overwrite = true
+  return part
 }
 
-/** How a staged part is stored in the replica's journal. */
-export function encodeStagedPart (part: BatchPart): Buffer {
-  return packr.pack({ range: part.range ?? null, ops: part.ops.map((op) => op.type === 'put' ? [op.key, op.value] : [op.key]) })
+/** How a staged part is stored in the replica's journal: `[key]` a del, `[key, value]` a put, `[key, value, 1]` a piece with more to come. */
+export function encodeStagedPart (part: { range?: BatchPart['range'] | null, ops: ReplicaOp[] }): Buffer {
+  return packr.pack({
+    range: part.range ?? null,
+    ops: part.ops.map((op) => op.type === 'del' ? [op.key] : op.more === true ? [op.key, op.value, 1] : [op.key, op.value])
+  })
 }
 
 export function decodeStagedPart (value: Uint8Array): { range: BatchPart['range'] | null, ops: ReplicaOp[] } {
-  const { range, ops } = packr.unpack(value) as { range: BatchPart['range'] | null, ops: Buffer[][] }
-  return { range, ops: ops.map((o) => o.length === 2 ? { type: 'put', key: o[0], value: o[1] } : { type: 'del', key: o[0] }) }
+  const { range, ops } = unpackState<{ range: BatchPart['range'] | null, ops: Buffer[][] }>(value, 'journal part')
+  if (!Array.isArray(ops)) throw new MirrorError('A journal part is malformed', codes.CORRUPT)
+  return {
+    range,
+    ops: ops.map((o) => o.length === 1 ? { type: 'del', key: o[0] } : o.length === 3 ? { type: 'put', key: o[0], value: o[1], more: true } : { type: 'put', key: o[0], value: o[1] })
+  }
+}
+
+/** The bytes of keys and values of some ops: what a part costs to hold. */
+export function opsBytes (ops: ReplicaOp[]): number {
+  let n = 0
+  for (const op of ops) n += op.key.length + (op.type === 'put' ? op.value.length : 0)
+  return n
 }
 
 export function packState (value: unknown): Buffer {

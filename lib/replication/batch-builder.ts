@@ -1,5 +1,6 @@
 import type { AbstractSnapshot } from 'abstract-level'
 import type { BatchPart, ReplicaOp } from '../adapter'
+import { MirrorError, codes } from '../errors'
 import { BUFFERS, type InnerDb } from '../inner'
 import { readRecords } from '../log/records'
 import { userRanges } from '../user-ranges'
@@ -17,7 +18,7 @@ export interface PartLimits {
 
 export type Plan =
   | { kind: 'incremental', from: number, to: number }
-  | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null }
+  | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null, overwrite?: boolean }
 
 /**
  * Whether the log in `source` can take a replica at `watermark` to `to` incrementally: the records
@@ -76,22 +77,55 @@ export async function planSteps (source: SnapshotSource, from: number, to: numbe
   return steps
 }
 
-/** Ops of one part, bounded in count and bytes. */
+/** What an op costs in a part: its key and value, and about what its encoding adds. */
+function opCost (op: ReplicaOp): number {
+  return op.key.length + (op.type === 'put' ? op.value.length : 0) + OP_OVERHEAD
+}
+const OP_OVERHEAD = 32
+
+/** A chunk of ops for one part; `pieces`: it holds nothing but further pieces of one value. */
+interface OpsChunk {
+  ops: ReplicaOp[]
+  pieces: boolean
+}
+
+/**
+ * Ops of one part, bounded in count and bytes: an op that would take a part past `maxBytes` starts
+ * the next one, and a put larger than a whole part is cut into pieces, one part each (see
+ * `ReplicaOp.more`), so no part is ever larger than the limit whatever the value sizes.
+ */
 class PartBuffer {
   ops: ReplicaOp[] = []
   bytes = 0
   constructor (private limits: PartLimits) {}
-  add (op: ReplicaOp): void {
+
+  * add (op: ReplicaOp): Generator<OpsChunk> {
+    const cost = opCost(op)
+    if (this.ops.length > 0 && this.bytes + cost > this.limits.maxBytes) yield this.take()
+    if (op.type === 'put' && cost > this.limits.maxBytes) {
+      const room = this.limits.maxBytes - op.key.length - OP_OVERHEAD
+      if (room < 1) {
+        throw new MirrorError(`A key of ${op.key.length} bytes cannot be shipped in parts of ${this.limits.maxBytes} bytes (maxBatchBytes, or the replica's frame limit)`, codes.TOO_LARGE)
+      }
+      for (let at = 0; at < op.value.length; at += room) {
+        const more = at + room < op.value.length
+        const piece: ReplicaOp = more
+          ? { type: 'put', key: op.key, value: op.value.subarray(at, at + room), more: true }
+          : { type: 'put', key: op.key, value: op.value.subarray(at) }
+        yield { ops: [piece], pieces: at > 0 }
+      }
+      return
+    }
     this.ops.push(op)
-    this.bytes += op.key.length + (op.type === 'put' ? op.value.length : 0) + 8
+    this.bytes += cost
+    if (this.ops.length >= this.limits.maxOps || this.bytes >= this.limits.maxBytes) yield this.take()
   }
 
-  get full (): boolean { return this.ops.length >= this.limits.maxOps || this.bytes >= this.limits.maxBytes }
-  take (): ReplicaOp[] {
+  take (): OpsChunk {
     const ops = this.ops
     this.ops = []
     this.bytes = 0
-    return ops
+    return { ops, pieces: false }
   }
 }
 
@@ -105,10 +139,10 @@ const KEY_SET_MAX_BYTES = 16 * 1024 * 1024
  * in the snapshot (or a del). A key set larger than the bounds above is shipped in rounds; a key
  * named in two rounds is shipped twice with the same value, which is harmless.
  */
-async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits): AsyncGenerator<ReplicaOp[]> {
+async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits): AsyncGenerator<OpsChunk> {
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
-  const flush = async function * (): AsyncGenerator<ReplicaOp[]> {
+  const flush = async function * (): AsyncGenerator<OpsChunk> {
     // In key order: the snapshot reads then walk the store forward.
     const list = [...keys.values()].sort(Buffer.compare)
     keys = new Map()
@@ -120,8 +154,7 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
       const values: Array<Buffer | undefined> = await source.db.getMany(page, { ...BUFFERS, snapshot: source.snapshot })
       for (let i = 0; i < page.length; i++) {
         const value = values[i]
-        part.add(value === undefined ? { type: 'del', key: page[i] } : { type: 'put', key: page[i], value })
-        if (part.full) yield part.take()
+        yield * part.add(value === undefined ? { type: 'del', key: page[i] } : { type: 'put', key: page[i], value })
       }
     }
     if (part.ops.length > 0) yield part.take()
@@ -139,7 +172,7 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
 }
 
 /** Every user entry of the snapshot after key `after`, in key order, a part's worth at a time. */
-async function * copyOps (source: SnapshotSource, after: Buffer | null, limits: PartLimits): AsyncGenerator<ReplicaOp[]> {
+async function * copyOps (source: SnapshotSource, after: Buffer | null, limits: PartLimits): AsyncGenerator<OpsChunk> {
   const part = new PartBuffer(limits)
   for (const range of userRanges(after, null)) {
     const it = source.db.iterator({ ...range, ...BUFFERS, snapshot: source.snapshot })
@@ -147,10 +180,7 @@ async function * copyOps (source: SnapshotSource, after: Buffer | null, limits: 
       while (true) {
         const entries: Array<[Buffer, Buffer]> = await it.nextv(256)
         if (entries.length === 0) break
-        for (const [key, value] of entries) {
-          part.add({ type: 'put', key, value })
-          if (part.full) yield part.take()
-        }
+        for (const [key, value] of entries) yield * part.add({ type: 'put', key, value })
       }
     } finally {
       await it.close()
@@ -169,17 +199,23 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
   const emit = function * (part: Omit<BatchPart, 'index' | 'final' | 'generation'>): Generator<BatchPart> {
     if (held !== null) yield held
     held = { ...part, generation, index: index++, final: false }
+    if (held.index === 0 && plan.kind === 'full' && plan.overwrite === true) held.overwrite = true
   }
 
   if (plan.kind === 'incremental') {
-    for await (const ops of changedOps(source, plan.from, plan.to, limits)) {
+    for await (const { ops } of changedOps(source, plan.from, plan.to, limits)) {
       yield * emit({ from: plan.from, to: plan.to, full: false, ops })
     }
     // A batch with nothing to change still moves the watermark (e.g. writes that were refused).
     if (held === null) yield * emit({ from: plan.from, to: plan.to, full: false, ops: [] })
   } else {
     let after = plan.resume?.after ?? null
-    for await (const ops of copyOps(source, after, limits)) {
+    for await (const { ops, pieces } of copyOps(source, after, limits)) {
+      // Further pieces of a value go between copy ranges: the range ended at the value's key.
+      if (pieces) {
+        yield * emit({ from: 0, to: plan.to, full: true, ops })
+        continue
+      }
       const upto = ops[ops.length - 1].key
       yield * emit({ from: 0, to: plan.to, full: true, range: { after, upto }, ops })
       after = upto
@@ -193,7 +229,7 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
     }
     if (plan.resume !== null && plan.resume.seq < plan.to) {
       // Parts staged before the resume were read at an older seq: ship what changed since.
-      for await (const ops of changedOps(source, plan.resume.seq, plan.to, limits)) {
+      for await (const { ops } of changedOps(source, plan.resume.seq, plan.to, limits)) {
         yield * emit({ from: 0, to: plan.to, full: true, ops })
       }
     }

@@ -240,15 +240,41 @@ export class Replication {
     })
   }
 
-  /** Ships what is pending to replicas that are up, stops, and releases waiting writes. */
-  async close (): Promise<void> {
-    await Promise.all(this.replicators.map((r) => r.close()))
+  /**
+   * Ships what is pending to replicas that can be reached, stops, and releases waiting writes.
+   * Gives up after `timeout` ms (0: no limit): what was not applied stays in the log and ships
+   * after the next open.
+   */
+  async close (timeout: number): Promise<void> {
+    const closing = Promise.all(this.replicators.map((r) => r.close()))
+    if (!(await settlesWithin(closing, timeout))) {
+      for (const r of this.replicators) r.abort()
+      // Closing the transport under what is in flight makes it give up; an adapter that does not
+      // is left behind after a grace period rather than holding close() up.
+      await settlesWithin(Promise.all(this.replicators.map((r) => r.adapter.close().catch(() => {}))), ABORT_GRACE)
+      await settlesWithin(closing, ABORT_GRACE)
+    }
     for (const w of this.#waiters) {
       if (w.timer !== null) clearTimeout(w.timer)
       if (this.#done(w)) w.resolve()
       else w.reject(new MirrorError('The database closed before replicas acknowledged the write; it is committed locally', codes.CLOSED))
     }
     this.#waiters = []
-    await Promise.all(this.replicators.map((r) => r.adapter.close()))
+    await settlesWithin(Promise.all(this.replicators.map((r) => r.adapter.close().catch(() => {}))), timeout === 0 ? 0 : ABORT_GRACE)
+  }
+}
+
+const ABORT_GRACE = 1000
+
+// Whether `promise` settles within `ms` (0: waits as long as it takes).
+async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const settled = promise.then(() => true, () => true)
+  if (ms === 0) return await settled
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
+  try {
+    return await Promise.race([settled, late])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -18,8 +18,17 @@ export type ReplicaState =
   | 'syncing'
   /** Unreachable or failing; retried with backoff. */
   | 'down'
-  /** Reachable but not written to: it holds another line of history (see `reason`). */
+  /**
+   * Reachable but not written to: it holds another line of history (`MIRROR_DIVERGED`), or data
+   * this primary did not send it (`MIRROR_REPLICA_NOT_EMPTY`). Looked at again every `retryMaxDelay`.
+   */
   | 'refused'
+  /**
+   * An error that retrying cannot cure (a wrong key, a protocol or version mismatch, a part the
+   * replica rejects, a key too large to ship): see `errorCode`. Tried again every `retryMaxDelay`,
+   * in case someone fixed the cause.
+   */
+  | 'failed'
   | 'closed'
 
 export interface ResolvedReplicaOptions {
@@ -29,6 +38,7 @@ export interface ResolvedReplicaOptions {
   maxBatchBytes: number
   retryMinDelay: number
   retryMaxDelay: number
+  overwrite: boolean
 }
 
 export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): ResolvedReplicaOptions {
@@ -43,15 +53,27 @@ export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): 
   if (retryMaxDelay < retryMinDelay) {
     throw new MirrorError(`${where}: retryMaxDelay (${retryMaxDelay}) is below retryMinDelay (${retryMinDelay})`, codes.INVALID_OPTION)
   }
+  if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') {
+    throw new MirrorError(`${where}: option 'overwrite' must be a boolean`, codes.INVALID_OPTION)
+  }
   return {
     name,
     maxDelay: nonNegativeInteger(where, 'maxDelay', o.maxDelay, 50),
     maxBatchOps: positiveInteger(where, 'maxBatchOps', o.maxBatchOps, 1000),
     maxBatchBytes: positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024),
     retryMinDelay,
-    retryMaxDelay
+    retryMaxDelay,
+    overwrite: o.overwrite === true
   }
 }
+
+// Errors that say the replica is on another line or holds what it should not: not written to.
+const REFUSALS: ReadonlySet<string> = new Set([codes.DIVERGED, codes.REPLICA_NOT_EMPTY])
+// Errors no retry can cure: someone has to act (fix a key, upgrade, look at the replica).
+const CANNOT_CURE: ReadonlySet<string> = new Set([
+  codes.AUTH, codes.PROTOCOL, codes.BAD_PART, codes.RESERVED_KEY, codes.CORRUPT, codes.TOO_LARGE,
+  codes.INVALID_OPTION, codes.IS_REPLICA, 'MIRROR_TLS'
+])
 
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
 export interface ReplicatorHost {
@@ -84,17 +106,20 @@ export class Replicator {
   #state: ReplicaState = 'connecting'
   #wake = new Signal()
   #closing = false
+  #aborted = false
   #closed: Promise<void> | null = null
   // Failed attempts since the last batch that landed: a replica that answers hello but fails
   // every batch still gets backed off.
   #attempt = 0
+  // The largest part the transport carries, from the replica's hello.
+  #maxPartBytes = Infinity
   /** The replica's watermark as last reported or acknowledged (-1: not yet known). */
   watermark = -1
   /** The highest seq the replica has received (memsync); at least the watermark. */
   received = -1
-  /** The replica holds some state of the primary (it was synced at least once). */
+  /** The replica holds some real state of the primary (it was synced at least once). */
   consistent = false
-  /** The seq of a staged full copy the replica holds, which the log must keep covering. */
+  /** The seq of a full copy on its way to the replica (or staged there), which the log must keep covering. */
   pendingCopy: number | null = null
   lastError: Error | null = null
   reason: string | null = null
@@ -110,10 +135,10 @@ export class Replicator {
 
   /**
    * Whether sync-mode writes wait on this replica under 'degrade': yes unless it is known to be
-   * down or refused. A replica still connecting after start, or on its first full copy, counts.
+   * down, refused or failed. A replica still connecting after start, or on its first full copy, counts.
    */
   get up (): boolean {
-    return this.#state !== 'down' && this.#state !== 'refused' && this.#state !== 'closed'
+    return this.#state !== 'down' && this.#state !== 'refused' && this.#state !== 'failed' && this.#state !== 'closed'
   }
 
   start (): void {
@@ -125,12 +150,25 @@ export class Replicator {
     this.#wake.notify()
   }
 
-  /** Ships what is pending if the replica is up (one batch, without delay), then stops. */
+  /**
+   * Ships what is pending (a first full copy included) if the replica can be reached, then stops.
+   * Resolves when done; `abort()` makes it stop early.
+   */
   async close (): Promise<void> {
     this.#closing = true
     this.#wake.notify()
     await this.#closed
     this.#setState('closed')
+  }
+
+  /**
+   * Stops shipping at once (close took too long): the batch in hand is abandoned between parts
+   * and the transport closed under it. What was not applied stays in the log for the next open.
+   */
+  abort (): void {
+    this.#closing = true
+    this.#aborted = true
+    this.#wake.notify()
   }
 
   #setState (state: ReplicaState): void {
@@ -144,7 +182,7 @@ export class Replicator {
     while (!this.#closing) {
       try {
         const hello = await this.adapter.hello()
-        if (this.#closing && hello.watermark >= this.#host.head()) break
+        if (this.#aborted || (this.#closing && hello.watermark >= this.#host.head())) break
         this.#accept(hello)
         this.#setState(this.watermark < this.#host.head() || !this.consistent ? 'streaming' : 'idle')
         let resume = hello.pending
@@ -155,25 +193,34 @@ export class Replicator {
         }
         break
       } catch (err) {
-        if (err instanceof MirrorError && err.code === codes.DIVERGED) {
-          this.reason = err.message
-          this.lastError = err
-          this.#setState('refused')
-        } else {
-          this.lastError = err as Error
-          this.#setState('down')
-        }
-        this.#host.failed(this, this.lastError!, this.#attempt)
+        if (this.#aborted) break
+        const code = (err as { code?: string }).code ?? ''
+        this.lastError = err as Error
+        const stuck = REFUSALS.has(code) || CANNOT_CURE.has(code)
+        if (REFUSALS.has(code)) this.reason = (err as Error).message
+        this.#setState(REFUSALS.has(code) ? 'refused' : CANNOT_CURE.has(code) ? 'failed' : 'down')
+        this.#host.failed(this, this.lastError, this.#attempt)
         this.#host.changed(this)
         if (this.#closing) break
-        await this.#wake.wait(backoff(this.#attempt++, this.options.retryMinDelay, this.options.retryMaxDelay))
+        // A replica we will not write to is let go (its connection, its lock) until we look again.
+        if (stuck) await this.adapter.close().catch(() => {})
+        const delay = stuck ? this.options.retryMaxDelay : backoff(this.#attempt, this.options.retryMinDelay, this.options.retryMaxDelay)
+        this.#attempt++
+        await this.#wake.wait(delay)
       }
     }
   }
 
-  // The replica's history must be a prefix of ours: a generation we know, not past its fork.
+  // The replica's history must be a prefix of ours: a generation we know, not past its fork; and
+  // it must hold nothing that we did not send it, unless we were told to overwrite it.
   #accept (hello: ReplicaHello): void {
     this.pendingCopy = hello.pending !== null && hello.pending.generation === this.#host.generation ? hello.pending.to : null
+    this.#maxPartBytes = typeof hello.maxPartBytes === 'number' && hello.maxPartBytes > 0 ? hello.maxPartBytes : Infinity
+    if (hello.foreign !== undefined && hello.foreign !== null && !this.options.overwrite) {
+      throw new MirrorError(hello.foreign === 'primary'
+        ? `replica '${this.name}' is another primary's store, not a replica: not writing to it (set the adapter's overwrite option to replace it)`
+        : `replica '${this.name}' holds data that this primary did not send it: not writing to it (set the adapter's overwrite option to replace it)`, codes.REPLICA_NOT_EMPTY)
+    }
     if (hello.generation === null) {
       this.consistent = false
       this.watermark = hello.watermark
@@ -206,7 +253,8 @@ export class Replicator {
     while (true) {
       const behind = this.#host.head() > this.watermark || !this.consistent
       if (this.#closing) {
-        if (behind && this.consistent) await this.#ship(resume)
+        // Closing ships what is due, a first copy included, unless close ran out of time.
+        if (behind && !this.#aborted) await this.#ship(resume)
         return false
       }
       if (!behind) {
@@ -240,7 +288,7 @@ export class Replicator {
         this.#setState('streaming')
         for (const step of await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)) {
           await this.#shipBatch(source, { kind: 'incremental', from: this.watermark, to: step })
-          if (this.#closing && step < plan.to) break
+          if (this.#closing && step < plan.to && this.#aborted) break
         }
       }
       this.lastError = null
@@ -256,7 +304,14 @@ export class Replicator {
     let parts = 0
     let ops = 0
     let bytes = 0
-    for await (const part of buildParts(source, plan, this.#host.generation, { maxOps: this.options.maxBatchOps, maxBytes: this.options.maxBatchBytes })) {
+    // From now on the log must keep what the replica will need once this copy lands.
+    if (plan.kind === 'full') {
+      this.pendingCopy = to
+      this.#host.changed(this)
+    }
+    const limits = { maxOps: this.options.maxBatchOps, maxBytes: Math.min(this.options.maxBatchBytes, this.#maxPartBytes) }
+    for await (const part of buildParts(source, plan, this.#host.generation, limits)) {
+      if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
       const onReceived = part.final ? () => this.#received(to) : undefined
       const ack = await this.adapter.apply(part, onReceived)
       parts++
@@ -268,8 +323,6 @@ export class Replicator {
         this.watermark = ack.watermark
         this.consistent = true
         this.pendingCopy = null
-      } else if (plan.kind === 'full') {
-        this.pendingCopy = to
       }
     }
     this.#attempt = 0
@@ -285,14 +338,15 @@ export class Replicator {
   }
 
   async #plan (source: SnapshotSource, to: number, resume: ReplicaHello['pending']): Promise<Plan> {
+    const overwrite = this.options.overwrite
     const mine = resume !== null && resume.generation === this.#host.generation && resume.to <= to
     if (mine && await logCovers(source, resume.to, to)) {
-      return { kind: 'full', to, resume: { index: resume.parts, after: resume.upto, seq: resume.to } }
+      return { kind: 'full', to, resume: { index: resume.parts, after: resume.upto, seq: resume.to }, overwrite }
     }
     if (this.consistent && await logCovers(source, this.watermark, to)) {
       return { kind: 'incremental', from: this.watermark, to }
     }
-    return { kind: 'full', to, resume: null }
+    return { kind: 'full', to, resume: null, overwrite }
   }
 }
 

@@ -1,5 +1,5 @@
 import { AbstractIterator } from 'abstract-level'
-import { isReserved, reservedEnd, reservedStart } from '../keyspace'
+import { isReserved, reservedEnd, reservedStart } from './keyspace'
 
 type Entry = [Buffer | undefined, Buffer | undefined]
 
@@ -17,7 +17,7 @@ export interface InnerIterator {
  * The inner iterator always yields keys, so reserved entries are recognised even when the user
  * asked for values only; `limit` is counted by AbstractIterator over what we yield.
  */
-export class MirrorIterator<K, V> extends AbstractIterator<unknown, K, V> {
+export class UserIterator<K, V> extends AbstractIterator<unknown, K, V> {
   #inner: InnerIterator
   #keys: boolean
   #reverse: boolean

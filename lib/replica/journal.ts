@@ -1,0 +1,106 @@
+import type { BatchPart, ReplicaOp } from '../adapter'
+import { MirrorError, codes } from '../errors'
+import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { metaKey, writeSeq } from '../keyspace'
+import { userRanges } from '../user-ranges'
+import { decodeStagedPart, encodeStagedPart } from './part-codec'
+
+const PART_PREFIX = metaKey('journal-part/')
+const PARTS_RANGE = { gte: PART_PREFIX, lt: metaKey('journal-part0'), keyEncoding: 'buffer' } as const
+/** Ops per write while a staged batch is applied, and keys per read while unlisted keys are found. */
+export const APPLY_CHUNK = 1000
+
+function partKey (index: number): Buffer {
+  const key = Buffer.allocUnsafe(PART_PREFIX.length + 8)
+  PART_PREFIX.copy(key, 0)
+  writeSeq(key, PART_PREFIX.length, index)
+  return key
+}
+
+/** A part as staged: its copy range (if any) and its ops, pieces of large values included. */
+export interface StagedPart {
+  range: BatchPart['range'] | null
+  ops: ReplicaOp[]
+}
+
+/** The staged parts of a batch in the replica's reserved range, for batches too large to hold in memory. */
+export class Journal {
+  #db: InnerDb
+
+  constructor (db: InnerDb) {
+    this.#db = db
+  }
+
+  stage (index: number, part: StagedPart, also: InnerOp[] = []): Promise<void> {
+    return this.#db.batch([{ type: 'put', key: partKey(index), value: encodeStagedPart(part) }, ...also], BUFFERS)
+  }
+
+  async read (index: number): Promise<StagedPart> {
+    const raw = await this.#db.get(partKey(index), BUFFERS)
+    if (raw === undefined) throw new MirrorError(`The replica journal has lost part ${index}`, codes.CORRUPT)
+    return decodeStagedPart(raw)
+  }
+
+  clear (): Promise<void> {
+    return this.#db.clear(PARTS_RANGE)
+  }
+
+  /**
+   * Applies parts `0 .. count-1` in order, a chunk of ops at a time: for copy parts, first deletes
+   * the replica's keys in the range that the part does not list. Assembles pieces of large values
+   * across parts. `check` runs between writes (it throws to stop; the caller keeps the journal).
+   */
+  async apply (count: number, check: () => void): Promise<void> {
+    let piece: { key: Buffer, chunks: Buffer[] } | null = null
+    for (let i = 0; i < count; i++) {
+      check()
+      const { range, ops } = await this.read(i)
+      if (range !== null && range !== undefined) {
+        for await (const gone of unlistedKeys(this.#db, range, ops)) {
+          check()
+          await this.#db.batch(gone.map((key) => ({ type: 'del' as const, key })), BUFFERS)
+        }
+      }
+      let batch: InnerOp[] = []
+      for (const op of ops) {
+        if (piece !== null) {
+          piece.chunks.push((op as { value: Buffer }).value)
+          if (op.type === 'put' && op.more === true) continue
+          batch.push({ type: 'put', key: piece.key, value: Buffer.concat(piece.chunks) })
+          piece = null
+        } else if (op.type === 'put' && op.more === true) {
+          piece = { key: op.key, chunks: [op.value] }
+        } else {
+          batch.push(op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : op)
+        }
+        if (batch.length >= APPLY_CHUNK) {
+          check()
+          await this.#db.batch(batch, BUFFERS)
+          batch = []
+        }
+      }
+      if (batch.length > 0) await this.#db.batch(batch, BUFFERS)
+    }
+  }
+}
+
+/**
+ * The replica's user keys in `range` that `ops` do not list, a chunk at a time: a copy part lists
+ * every key of its range, so the replica's other keys there are gone on the primary.
+ */
+export async function * unlistedKeys (db: InnerDb, range: NonNullable<BatchPart['range']>, ops: ReplicaOp[]): AsyncGenerator<Buffer[]> {
+  const listed = new Set(ops.map((op) => op.key.toString('latin1')))
+  for (const r of userRanges(range.after, range.upto)) {
+    const it = db.keys({ ...r, keyEncoding: 'buffer' })
+    try {
+      while (true) {
+        const keys: Buffer[] = await it.nextv(APPLY_CHUNK)
+        if (keys.length === 0) break
+        const gone = keys.filter((k) => !listed.has(k.toString('latin1')))
+        if (gone.length > 0) yield gone
+      }
+    } finally {
+      await it.close()
+    }
+  }
+}

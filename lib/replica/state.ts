@@ -1,0 +1,69 @@
+import { MirrorError, codes } from '../errors'
+import { packState, unpackState } from './part-codec'
+
+/** What a replica holds, stored under the meta key `replica` atomically with the data it covers. */
+export interface ReplicaState {
+  /** The primary generation of the state it holds, or null if it was never synced. */
+  generation: string | null
+  /** The seq of the primary state it holds. */
+  watermark: number
+}
+
+/** The header of a staged batch (the journal), stored under the meta key `journal`. */
+export interface JournalHeader {
+  generation: string
+  from: number
+  to: number
+  full: boolean
+  parts: number
+  /** The final part is staged: the batch is applied (again, after a crash) until it is done. */
+  committed: boolean
+  /** For a full batch: the last key its copy parts cover so far (null: none, or all if done). */
+  upto: Buffer | null
+  copyDone: boolean
+  /** The key of a value whose pieces are still arriving (see `ReplicaOp.more`), or null. */
+  piece: Buffer | null
+  /** The batch replaces what the replica held although no primary of this line sent it. */
+  overwrite: boolean
+}
+
+const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+const isKeyOrNull = (v: unknown): boolean => v === null || v === undefined || v instanceof Uint8Array
+
+export function encodeReplicaState (state: ReplicaState): Buffer {
+  return packState(state)
+}
+
+export function decodeReplicaState (value: Uint8Array): ReplicaState {
+  const s = unpackState<Record<string, unknown>>(value, 'replica state')
+  if (typeof s !== 'object' || s === null || !(s.generation === null || (typeof s.generation === 'string' && s.generation.length > 0)) || !isSeq(s.watermark)) {
+    throw new MirrorError('The stored replica state is malformed (it needs a generation and a numeric watermark)', codes.CORRUPT)
+  }
+  return { generation: s.generation as string | null, watermark: s.watermark }
+}
+
+export function encodeJournal (header: JournalHeader): Buffer {
+  return packState(header)
+}
+
+export function decodeJournal (value: Uint8Array): JournalHeader {
+  const j = unpackState<Record<string, unknown>>(value, 'replica journal')
+  if (typeof j !== 'object' || j === null || typeof j.generation !== 'string' || !isSeq(j.from) || !isSeq(j.to) ||
+      typeof j.full !== 'boolean' || !isSeq(j.parts) || typeof j.committed !== 'boolean' || !isKeyOrNull(j.upto) ||
+      typeof j.copyDone !== 'boolean' || !isKeyOrNull(j.piece)) {
+    throw new MirrorError('The stored replica journal is malformed', codes.CORRUPT)
+  }
+  const key = (v: unknown): Buffer | null => v === null || v === undefined ? null : Buffer.from(v as Uint8Array)
+  return {
+    generation: j.generation,
+    from: j.from,
+    to: j.to,
+    full: j.full,
+    parts: j.parts,
+    committed: j.committed,
+    upto: key(j.upto),
+    copyDone: j.copyDone,
+    piece: key(j.piece),
+    overwrite: j.overwrite === true
+  }
+}
