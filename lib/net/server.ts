@@ -72,9 +72,29 @@ export class MirrorServer {
     this.#key = keyBytes(options.key)
     const port = options.port ?? 7410
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MirrorError(`MirrorServer: option 'port' must be 0-65535, got ${describe(port)}`, codes.INVALID_OPTION)
+    // Node takes an empty or non-string host as "every interface": never what a typo meant.
+    const host = options.host ?? '127.0.0.1'
+    if (typeof host !== 'string' || host.length === 0) {
+      throw new MirrorError(`MirrorServer: option 'host' must be a non-empty string (an address to listen on), got ${describe(host)}`, codes.INVALID_OPTION)
+    }
+    if (options.log !== undefined && typeof options.log !== 'function') {
+      throw new MirrorError(`MirrorServer: option 'log' must be a function, got ${describe(options.log)}`, codes.INVALID_OPTION)
+    }
+    if (options.tls !== undefined) {
+      const tls: unknown = options.tls
+      if (typeof tls !== 'object' || tls === null || Array.isArray(tls)) {
+        throw new MirrorError(`MirrorServer: option 'tls' must be an object with 'cert' and 'key', got ${describe(tls)}`, codes.INVALID_OPTION)
+      }
+      for (const name of ['cert', 'key'] as const) {
+        const pem = (tls as Record<string, unknown>)[name]
+        if (typeof pem !== 'string' && !Buffer.isBuffer(pem)) {
+          throw new MirrorError(`MirrorServer: option 'tls.${name}' must be PEM text (a string or Buffer), got ${describe(pem)}`, codes.INVALID_OPTION)
+        }
+      }
+    }
     this.#options = {
       dir: resolve(options.dir),
-      host: options.host ?? '127.0.0.1',
+      host,
       port,
       tls: options.tls,
       maxConnections: positiveInteger('MirrorServer', 'maxConnections', options.maxConnections, 64),
