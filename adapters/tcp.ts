@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
   validResource, type Message
 } from '../lib/net/protocol'
+import { checkTls } from '../lib/net/tls'
 
 /** Options of {@link TcpReplica}: where the server is, how to prove who we are, and timeouts. */
 export interface TcpReplicaOptions extends CommonReplicaOptions {
@@ -69,8 +70,23 @@ export class TcpReplica implements ReplicaAdapter {
     for (const name of ['connectTimeout', 'requestTimeout', 'heartbeatInterval', 'heartbeatTimeout', 'window', 'maxFrameBytes'] as const) {
       if (options[name] !== undefined) positiveInteger('TcpReplica', name, options[name])
     }
-    this.options = { ...options, host: options.host ?? '127.0.0.1', port }
-    this.name = `tcp-${this.options.host}:${port}/${options.resource}`
+    const host = options.host ?? '127.0.0.1'
+    if (typeof host !== 'string' || host.length === 0) {
+      throw new MirrorError(`TcpReplica: option 'host' must be a non-empty string (the server's address), got ${describe(host)}`, codes.INVALID_OPTION)
+    }
+    const tls: unknown = options.tls
+    if (tls !== undefined && typeof tls !== 'boolean' && (typeof tls !== 'object' || tls === null || Array.isArray(tls))) {
+      throw new MirrorError(`TcpReplica: option 'tls' must be true, false or an object of tls.connect options, got ${describe(tls)}`, codes.INVALID_OPTION)
+    }
+    if (typeof tls === 'object') checkTls('TcpReplica', 'tls', tls as ConnectionOptions)
+    // A timeout at or below the interval drops a healthy link between two heartbeats.
+    const interval = options.heartbeatInterval ?? 5000
+    const timeout = options.heartbeatTimeout ?? 15_000
+    if (timeout <= interval) {
+      throw new MirrorError(`TcpReplica: option 'heartbeatTimeout' (${timeout}) must be above 'heartbeatInterval' (${interval})`, codes.INVALID_OPTION)
+    }
+    this.options = { ...options, host, port }
+    this.name = `tcp-${host}:${port}/${options.resource}`
   }
 
   async hello (): Promise<ReplicaHello> {

@@ -10,6 +10,7 @@ import {
   validResource, type Message
 } from './protocol'
 import { ReplicaEngine } from '../replica/engine'
+import { checkTls } from './tls'
 
 /** Options of {@link MirrorServer} (the `mirror-level serve` command). */
 export interface MirrorServerOptions {
@@ -91,6 +92,7 @@ export class MirrorServer {
           throw new MirrorError(`MirrorServer: option 'tls.${name}' must be PEM text (a string or Buffer), got ${describe(pem)}`, codes.INVALID_OPTION)
         }
       }
+      checkTls('MirrorServer', 'tls', { cert: options.tls.cert, key: options.tls.key })
     }
     this.#options = {
       dir: resolve(options.dir),
