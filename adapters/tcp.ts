@@ -156,11 +156,22 @@ class Link {
         socket.destroy()
         reject(err)
       }
-      const timer = setTimeout(() => fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms`, codes.TIMEOUT)), options.connectTimeout ?? 10_000)
+      const tls = options.tls !== undefined && options.tls !== false
+      let connected = false
+      let secured = !tls
+      let heard = false
+      socket.once('connect', () => { connected = true })
+      socket.once('secureConnect', () => { secured = true })
+      const timer = setTimeout(() => {
+        // A TLS server waits for the client to speak first, so a plain client hears nothing at all.
+        const silent = connected && !heard && !tls ? ' (connected, but the server sent nothing: if it was started with --tls-cert, set the tls option)' : ''
+        fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms${silent}`, codes.TIMEOUT))
+      }, options.connectTimeout ?? 10_000)
       socket.setNoDelay(true)
-      socket.on('error', (err) => fail(new MirrorError(`${where}: ${err.message}`, codes.TIMEOUT, { cause: err })))
+      socket.on('error', (err) => fail(connectError(where, err, connected && !secured)))
       socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.PROTOCOL)))
       const onHandshake = (chunk: Buffer): void => {
+        heard = true
         const messages = link.#decoder.push(chunk)
         if (link.#decoder.error !== null) return fail(link.#decoder.error)
         for (const m of messages) {
@@ -289,4 +300,42 @@ class Link {
   end (): void {
     this.#fail(new MirrorError('closed by the primary', codes.CLOSED))
   }
+}
+
+// Errors of the connection itself, not of TLS, even while the TLS handshake runs.
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is mirror-level serve running there?)',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ENETUNREACH: 'network unreachable',
+  ENETDOWN: 'network down',
+  EHOSTUNREACH: 'host unreachable',
+  EHOSTDOWN: 'host down',
+  EADDRNOTAVAIL: 'address not available',
+  ECONNRESET: 'connection reset before the handshake',
+  ECONNABORTED: 'connection aborted before the handshake',
+  EPIPE: 'connection reset before the handshake'
+}
+
+/** The coded error for a socket error before authentication, from its code and how far the connection got. */
+function connectError (where: string, err: Error & { code?: string, reason?: string }, inTlsHandshake: boolean): MirrorError {
+  const code = err.code ?? ''
+  if (code === 'ETIMEDOUT') return new MirrorError(`${where}: connecting timed out (${code})`, codes.TIMEOUT, { cause: err })
+  if (NETWORK_ERRORS[code] !== undefined) return new MirrorError(`${where}: ${NETWORK_ERRORS[code]} (${code})`, codes.UNREACHABLE, { cause: err })
+  if (!inTlsHandshake) return new MirrorError(`${where}: ${err.message}`, codes.UNREACHABLE, { cause: err })
+  const reason = err.reason ?? err.message
+  let why: string
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    why = `the server's certificate is not for this host (${err.message}); connect by a name or address it lists, or set tls.servername`
+  } else if (!code.startsWith('ERR_')) {
+    // Certificate verification errors carry OpenSSL's X509 names (DEPTH_ZERO_SELF_SIGNED_CERT, ...).
+    why = `the server's certificate is not trusted (${err.message}); give its CA certificate in tls.ca`
+  } else if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE/.test(code)) {
+    why = `the server does not speak TLS (${reason}); start it with --tls-cert and --tls-key, or drop the tls option`
+  } else if (/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS_AVAILABLE|VERSION_TOO_(LOW|HIGH)/.test(code)) {
+    why = `the TLS versions of the two sides do not match (${reason}); see tls.minVersion and tls.maxVersion`
+  } else {
+    why = reason
+  }
+  return new MirrorError(`${where}: TLS handshake failed: ${why}`, codes.TLS, { cause: err })
 }

@@ -34,7 +34,11 @@ export const codes = {
   /** The server refused: another primary streams to the resource, or too many connections. */
   BUSY: 'MIRROR_BUSY',
   /** A network peer did not answer in time. */
-  TIMEOUT: 'MIRROR_TIMEOUT'
+  TIMEOUT: 'MIRROR_TIMEOUT',
+  /** The server could not be reached: connection refused, host not found, network unreachable, or reset before the handshake. */
+  UNREACHABLE: 'MIRROR_UNREACHABLE',
+  /** The TLS handshake failed: the certificate is not trusted, the TLS versions do not match, or one side does not speak TLS. */
+  TLS: 'MIRROR_TLS'
 } as const
 
 export type MirrorErrorCode = (typeof codes)[keyof typeof codes]

@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { join } from 'node:path'
+import { MemoryLevel } from 'memory-level'
 import { TcpReplica } from '../adapters/tcp'
 import { MirrorServer } from '../lib/net/server'
 import { tempDir } from './helpers'
@@ -92,5 +94,74 @@ describe('TcpReplica options', () => {
       expect(() => new MirrorServer({ dir, key: KEY, port: 0, tls }), name).toThrow(invalid(name))
     }
     expect(existsSync(dir)).toBe(false)
+  })
+})
+
+describe('TcpReplica connection errors', () => {
+  async function mirrorServer (tls?: { cert: Buffer, key: Buffer }): Promise<{ server: MirrorServer, port: number }> {
+    const server = new MirrorServer({ dir: fresh(), key: KEY, port: 0, tls, openDb: () => new MemoryLevel() as never })
+    return { server, port: (await server.listen()).port }
+  }
+  async function rawServer (onSocket: Parameters<typeof createServer>[1]): Promise<{ server: Server, port: number }> {
+    const server = createServer(onSocket)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    return { server, port: (server.address() as AddressInfo).port }
+  }
+  const closed = (server: Server): Promise<void> => new Promise((resolve) => server.close(() => resolve()))
+
+  it('nothing listening is MIRROR_UNREACHABLE, not a timeout', async () => {
+    const { server, port } = await rawServer(() => {})
+    await closed(server)
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_UNREACHABLE', message: expect.stringMatching(/connection refused/) })
+  })
+
+  it('a host that does not resolve is MIRROR_UNREACHABLE', async () => {
+    // Long enough for the resolver to give up first: the point is the code, not the wait.
+    const replica = new TcpReplica({ host: 'no-such-host.invalid', port: 7410, resource: 'r', key: KEY, connectTimeout: 50_000 })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_UNREACHABLE', message: expect.stringMatching(/host not found|lookup failed/) })
+  })
+
+  it('a connection reset before the handshake is MIRROR_UNREACHABLE', async () => {
+    const { server, port } = await rawServer((socket) => socket.resetAndDestroy())
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_UNREACHABLE', message: expect.stringMatching(/reset before the handshake/) })
+    await closed(server)
+  })
+
+  it('a TLS client against a plain server is MIRROR_TLS: the server does not speak TLS', async () => {
+    const { server, port } = await mirrorServer()
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY, tls: { ca: ours.cert } })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_TLS', message: expect.stringMatching(/does not speak TLS/) })
+    await server.close()
+  })
+
+  it('a plain client against a TLS server times out, saying the server sent nothing and may speak TLS', async () => {
+    // The TLS server waits for a ClientHello that never comes: nothing tells it apart from a silent server.
+    const { server, port } = await mirrorServer({ cert: ours.cert, key: ours.key })
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY, connectTimeout: 500 })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_TIMEOUT', message: expect.stringMatching(/sent nothing.*set the tls option/) })
+    await server.close()
+  })
+
+  it('a certificate signed by another CA is MIRROR_TLS: not trusted', async () => {
+    const { server, port } = await mirrorServer({ cert: ours.cert, key: ours.key })
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY, tls: { ca: theirs.cert } })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_TLS', message: expect.stringMatching(/certificate is not trusted/) })
+    await server.close()
+  })
+
+  it('a certificate for another name is MIRROR_TLS: not for this host', async () => {
+    const { server, port } = await mirrorServer({ cert: ours.cert, key: ours.key })
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY, tls: { ca: ours.cert, servername: 'example.com' } })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_TLS', message: expect.stringMatching(/not for this host/) })
+    await server.close()
+  })
+
+  it('TLS versions that do not overlap are MIRROR_TLS: the versions do not match', async () => {
+    const { server, port } = await mirrorServer({ cert: ours.cert, key: ours.key })
+    const replica = new TcpReplica({ port, resource: 'r', key: KEY, tls: { ca: ours.cert, minVersion: 'TLSv1', maxVersion: 'TLSv1.1' } })
+    await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_TLS', message: expect.stringMatching(/versions .*do not match/) })
+    await server.close()
   })
 })
