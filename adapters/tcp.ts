@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { connect as connectTls, type ConnectionOptions } from 'node:tls'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
@@ -142,8 +142,11 @@ class Link {
   static open (options: TcpReplicaOptions, key: Buffer): Promise<{ link: Link, hello: ReplicaHello }> {
     return new Promise((resolve, reject) => {
       const where = `${options.host}:${options.port}`
-      const socket = options.tls !== undefined && options.tls !== false
-        ? connectTls({ host: options.host, port: options.port, servername: options.host, ...(options.tls === true ? {} : options.tls) })
+      const tls = options.tls !== undefined && options.tls !== false
+      // SNI carries names only (RFC 6066): Node warns (DEP0123) when given an address.
+      const servername = isIP(options.host!) === 0 ? { servername: options.host } : {}
+      const socket = tls
+        ? connectTls({ host: options.host, port: options.port, ...servername, ...(options.tls === true ? {} : options.tls) })
         : connectTcp({ host: options.host!, port: options.port! })
       const link = new Link(socket, options)
       const nonce = randomBytes(32)
@@ -156,7 +159,6 @@ class Link {
         socket.destroy()
         reject(err)
       }
-      const tls = options.tls !== undefined && options.tls !== false
       let connected = false
       let secured = !tls
       let heard = false

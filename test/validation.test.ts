@@ -3,10 +3,12 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { join } from 'node:path'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { fileURLToPath } from 'node:url'
 import { MemoryLevel } from 'memory-level'
 import { TcpReplica } from '../adapters/tcp'
 import { MirrorServer } from '../lib/net/server'
-import { tempDir } from './helpers'
+import { runTs, tempDir } from './helpers'
 
 const KEY = 'c0ffee'.repeat(11)
 const tmp = tempDir('mirror-level-validation-')
@@ -163,5 +165,31 @@ describe('TcpReplica connection errors', () => {
     const replica = new TcpReplica({ port, resource: 'r', key: KEY, tls: { ca: ours.cert, minVersion: 'TLSv1', maxVersion: 'TLSv1.1' } })
     await expect(replica.hello()).rejects.toMatchObject({ code: 'MIRROR_TLS', message: expect.stringMatching(/versions .*do not match/) })
     await server.close()
+  })
+})
+
+describe('TcpReplica TLS server name', () => {
+  it('connects to an IP address without Node\'s DEP0123 warning (no SNI for an address)', async () => {
+    const server = new MirrorServer({ dir: fresh(), key: KEY, port: 0, tls: { cert: ours.cert, key: ours.key }, openDb: () => new MemoryLevel() as never })
+    const { port } = await server.listen()
+    const run = await runTs(fileURLToPath(new URL('./fixtures/tls-hello.ts', import.meta.url)), ['127.0.0.1', String(port), ours.certFile, KEY])
+    await server.close()
+    expect(run).toMatchObject({ code: 0, stdout: expect.stringMatching(/hello: watermark 0/) })
+    expect(run.stderr).not.toMatch(/DEP0123|ServerName/)
+  })
+
+  it('sends the host as the server name when it is a name, and none for an address', async () => {
+    const seen: Array<string | false | null> = []
+    const server = createTlsServer({ cert: ours.cert, key: ours.key }, (socket: TLSSocket) => {
+      seen.push(socket.servername)
+      socket.destroy()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as AddressInfo).port
+    for (const host of ['127.0.0.1', 'localhost']) {
+      await new TcpReplica({ host, port, resource: 'r', key: KEY, tls: { ca: ours.cert } }).hello().catch(() => {})
+    }
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    expect(seen).toEqual([false, 'localhost'])
   })
 })
