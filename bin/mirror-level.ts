@@ -44,6 +44,18 @@ open (classic-level takes a lock).`
 
 class UsageError extends Error {}
 
+// MirrorServer names its options; the user typed flags.
+const flags: Record<string, string> = {
+  dir: '--dir', host: '--host', port: '--port', 'tls.cert': '--tls-cert', 'tls.key': '--tls-key',
+  maxConnections: '--max-connections', maxFrameBytes: '--max-frame-bytes'
+}
+function inFlags (message: string): string {
+  return message
+    .replace(/^MirrorServer: /, '')
+    .replace(/(?:option )?'([^']+)'/g, (quoted, name: string) => flags[name] ?? quoted)
+    .replace(/^The pre-shared key/, 'the key in --key-file')
+}
+
 function fail (message: string, code = 1): never {
   process.stderr.write(`mirror-level: ${message}\n`)
   process.exit(code)
@@ -146,6 +158,8 @@ try {
   }
 } catch (err) {
   const e = err as Error & { code?: string }
-  if (err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') fail(`${e.message}`, 2)
+  if (err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ||
+    e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') fail(`${e.message}`, 2)
+  if (e.code === 'MIRROR_INVALID_OPTION') fail(inFlags(e.message), 2)
   fail(e.code !== undefined ? `${e.message} (${e.code})` : e.message)
 }

@@ -1,15 +1,33 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
 import { tempDir } from './helpers'
-import { runCli } from './tcp-helpers'
+import { exited, runCli, startServer } from './tcp-helpers'
 
 const tmp = tempDir('mirror-level-cli-')
 afterAll(() => tmp.cleanup())
 let n = 0
 const fresh = (): string => join(tmp.dir, `t${n++}`)
+const keyFile = join(tmp.dir, 'key')
+writeFileSync(keyFile, 'c0ffee'.repeat(11))
+
+/**
+ * Resolves once the server at `port` has sent its challenge. serve prints "listening" before it
+ * installs its SIGTERM handler, so a signal sent on that line alone can find no handler yet.
+ */
+function challenged (port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('data', () => { socket.destroy(); resolve() })
+    socket.once('error', reject)
+  })
+}
+
+/** Exit 2 with one line on stderr, matching `message`. */
+const usageError = (message: RegExp): object => ({ code: 2, stderr: expect.stringMatching(new RegExp(`^mirror-level: [^\\n]*${message.source}[^\\n]*\\n$`)) })
 
 describe('the mirror-level command line', () => {
   it('the command line: help, keygen, clear errors and exit codes', async () => {
@@ -41,5 +59,37 @@ describe('the mirror-level command line', () => {
     expect((await runCli(['status', plainDir])).stdout).toMatch(/no mirror-level state/)
     expect((await runCli(['status', join(tmp.dir, 'missing')]))).toMatchObject({ code: 2, stderr: expect.stringMatching(/does not exist/) })
     expect((await runCli(['serve', '--dir', fresh(), '--key-file', out, '--port', 'x'])).stderr).toMatch(/whole number/)
+  })
+
+  it('serve: a stray argument, an out-of-range number and a short key are usage errors (exit 2, one line)', async () => {
+    const shortKey = join(tmp.dir, 'short-key')
+    writeFileSync(shortKey, 'abc')
+    const serve = (...args: string[]): ReturnType<typeof runCli> => runCli(['serve', '--dir', fresh(), '--key-file', keyFile, '--port', '0', ...args])
+    expect(await serve('extra')).toMatchObject(usageError(/Unexpected argument 'extra'/))
+    expect(await serve('--port', '99999')).toMatchObject(usageError(/--port must be 0-65535, got 99999/))
+    expect(await serve('--max-connections', '0')).toMatchObject(usageError(/--max-connections must be a positive integer, got 0/))
+    expect(await serve('--max-frame-bytes', '0')).toMatchObject(usageError(/--max-frame-bytes must be a positive integer, got 0/))
+    expect(await runCli(['serve', '--dir', fresh(), '--key-file', shortKey])).toMatchObject(usageError(/the key in --key-file must be at least 16 characters/))
+  })
+
+  it('serve --dir: refuses a regular file (exit 2, the file untouched) and creates a missing directory before it listens', async () => {
+    const file = join(tmp.dir, 'a-file')
+    writeFileSync(file, 'not a directory')
+    expect(await runCli(['serve', '--dir', file, '--key-file', keyFile, '--port', '0'])).toMatchObject(usageError(/--dir must be a directory: .*a-file exists and is not one/))
+    expect(readFileSync(file, 'utf8')).toBe('not a directory')
+    expect(await runCli(['serve', '--dir', join(file, 'sub'), '--key-file', keyFile, '--port', '0'])).toMatchObject(usageError(/--dir must be a directory: a parent of/))
+    const dir = join(fresh(), 'nested', 'replicas')
+    const { child, port } = await startServer(['--dir', dir, '--key-file', keyFile, '--port', '0'])
+    expect(statSync(dir).isDirectory()).toBe(true)
+    await challenged(port)
+    child.kill('SIGTERM')
+    expect(await exited(child)).toEqual({ code: 0, signal: null })
+    const existing = fresh()
+    mkdirSync(existing)
+    const again = await startServer(['--dir', existing, '--key-file', keyFile, '--port', '0'])
+    await challenged(again.port)
+    again.child.kill('SIGTERM')
+    expect(await exited(again.child)).toEqual({ code: 0, signal: null })
+    expect(existsSync(existing)).toBe(true)
   })
 })

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { join } from 'node:path'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
@@ -45,6 +45,22 @@ describe('MirrorServer options', () => {
       expect(() => new MirrorServer({ dir, key: KEY, port: 0, ...options } as never), JSON.stringify(options)).toThrow(invalid(name))
     }
     expect(existsSync(dir)).toBe(false)
+  })
+
+  it('listen() creates a missing dir, and refuses a path that is not a directory without listening', async () => {
+    const dir = join(fresh(), 'a', 'b')
+    const server = new MirrorServer({ dir, key: KEY, port: 0 })
+    await server.listen()
+    expect(statSync(dir).isDirectory()).toBe(true)
+    await server.close()
+    const file = join(tmp.dir, 'plain-file')
+    writeFileSync(file, 'x')
+    for (const path of [file, join(file, 'sub')]) {
+      const refused = new MirrorServer({ dir: path, key: KEY, port: 0, log: (line) => { throw new Error(`logged: ${line}`) } })
+      await expect(refused.listen()).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION', message: expect.stringMatching(/option 'dir' must be a directory/) })
+      expect(refused.connections).toBe(0)
+    }
+    expect(readFileSync(file, 'utf8')).toBe('x')
   })
 })
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
@@ -114,9 +115,18 @@ export class MirrorServer {
     this.#server.on('tlsClientError', (err: Error) => this.#options.log(`TLS handshake failed: ${err.message}`))
   }
 
-  /** Starts listening; resolves with the address (useful with port 0). */
-  listen (): Promise<{ host: string, port: number }> {
-    return new Promise((resolve, reject) => {
+  /** Creates `dir` if it is missing, then starts listening; resolves with the address (useful with port 0). */
+  async listen (): Promise<{ host: string, port: number }> {
+    const dir = this.#options.dir
+    try {
+      await mkdir(dir, { recursive: true })
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err
+      const what = code === 'EEXIST' ? `${dir} exists and is not one` : `a parent of ${dir} is not a directory`
+      throw new MirrorError(`MirrorServer: option 'dir' must be a directory: ${what}`, codes.INVALID_OPTION, { cause: err })
+    }
+    return await new Promise((resolve, reject) => {
       this.#server.once('error', reject)
       this.#server.listen(this.#options.port, this.#options.host, () => {
         this.#server.off('error', reject)
