@@ -1,6 +1,7 @@
 // The mirror-level command line: serve replicas to remote primaries, make keys, inspect stores.
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ClassicLevel } from 'classic-level'
 import { MirrorServer } from '../lib/net/server'
@@ -133,11 +134,19 @@ async function status (argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' } } })
   if (values.help === true) return void console.log(usage.status)
   if (positionals.length !== 1) throw new UsageError('status needs one directory')
-  if (!existsSync(positionals[0])) throw new UsageError(`${positionals[0]} does not exist`)
-  const db = new ClassicLevel(positionals[0], { createIfMissing: false })
+  const dir = positionals[0]
+  if (!existsSync(dir)) throw new UsageError(`${dir} does not exist`)
+  // LevelDB writes its LOCK and LOG files into a directory before it finds no database there.
+  if (!existsSync(join(dir, 'CURRENT'))) throw new Error(`${dir} is not a LevelDB database`)
+  const db = new ClassicLevel(dir, { createIfMissing: false })
   try {
     const report = await inspectStore(db as never)
     console.log(values.json === true ? JSON.stringify(report, null, 2) : report.text)
+  } catch (err) {
+    const e = err as Error & { code?: string, cause?: Error & { code?: string } }
+    if (e.code !== 'LEVEL_DATABASE_NOT_OPEN') throw err
+    if (e.cause?.code === 'LEVEL_LOCKED') throw new Error(`${dir} is in use by another process (a primary, a replica server or another program has it open)`)
+    throw new Error(`${dir} is not a LevelDB database (${e.cause?.message ?? e.message})`)
   } finally {
     await db.close()
   }

@@ -1,7 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
 import { tempDir } from './helpers'
@@ -91,5 +94,43 @@ describe('the mirror-level command line', () => {
     again.child.kill('SIGTERM')
     expect(await exited(again.child)).toEqual({ code: 0, signal: null })
     expect(existsSync(existing)).toBe(true)
+  })
+
+  it('status: a directory another process has open is in use (exit 1)', async () => {
+    const dir = fresh()
+    const holder = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/hold-lock.ts', import.meta.url)), dir], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.on('data', (d) => { if (String(d).includes('open')) resolve() })
+        holder.once('exit', (code) => reject(new Error(`the lock holder exited with ${code}`)))
+      })
+      expect(await runCli(['status', dir])).toEqual({ code: 1, stdout: '', stderr: `mirror-level: ${dir} is in use by another process (a primary, a replica server or another program has it open)\n` })
+    } finally {
+      holder.stdin.end()
+    }
+    expect(await exited(holder)).toEqual({ code: 0, signal: null })
+    expect(await runCli(['status', dir])).toMatchObject({ code: 0, stdout: expect.stringMatching(/no mirror-level state/) })
+
+    // A primary in this process holds its directory the same way.
+    const primaryDir = fresh()
+    const primary = new MirrorLevel(new ClassicLevel(primaryDir))
+    await primary.put('a', '1')
+    expect(await runCli(['status', primaryDir])).toMatchObject({ code: 1, stderr: expect.stringMatching(/is in use by another process/) })
+    await primary.close()
+  })
+
+  it('status: a directory without a LevelDB database is not one (exit 1, nothing written into it)', async () => {
+    const junk = fresh()
+    mkdirSync(join(junk, 'sub'), { recursive: true })
+    writeFileSync(join(junk, 'notes.txt'), 'hello')
+    writeFileSync(join(junk, '000005.ldb'), randomBytes(512))
+    const before = readdirSync(junk).sort()
+    expect(await runCli(['status', junk])).toEqual({ code: 1, stdout: '', stderr: `mirror-level: ${junk} is not a LevelDB database\n` })
+    expect(readdirSync(junk).sort()).toEqual(before)
+    writeFileSync(join(junk, 'CURRENT'), randomBytes(64))
+    expect(await runCli(['status', junk])).toMatchObject({ code: 1, stderr: expect.stringMatching(/is not a LevelDB database \(/) })
+    const file = join(tmp.dir, 'status-file')
+    writeFileSync(file, 'x')
+    expect(await runCli(['status', file])).toMatchObject({ code: 1, stderr: expect.stringMatching(/is not a LevelDB database/) })
   })
 })
