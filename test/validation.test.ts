@@ -6,8 +6,11 @@ import { join } from 'node:path'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { MemoryLevel } from 'memory-level'
+import { LevelReplica } from '../adapters/level'
 import { TcpReplica } from '../adapters/tcp'
 import { MirrorServer } from '../lib/net/server'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import type { ReplicaAdapter } from '../lib/adapter'
 import { runTs, tempDir } from './helpers'
 
 const KEY = 'c0ffee'.repeat(11)
@@ -207,5 +210,23 @@ describe('TcpReplica TLS server name', () => {
     }
     await new Promise<void>((resolve) => server.close(() => resolve()))
     expect(seen).toEqual([false, 'localhost'])
+  })
+})
+
+describe('default replica names (as the README says)', () => {
+  it('level-N in construction order, tcp-HOST:PORT/RESOURCE, replica-N by index for an adapter without a name, and the name option over all', async () => {
+    const first = new LevelReplica(new MemoryLevel())
+    const k = Number(/^level-(\d+)$/.exec(first.name)?.[1])
+    const second = new LevelReplica(new MemoryLevel())
+    expect(second.name).toBe(`level-${k + 1}`)
+    expect(new TcpReplica({ host: 'backup.lan', port: 7410, resource: 'app-db', key: KEY }).name).toBe('tcp-backup.lan:7410/app-db')
+    expect(new TcpReplica({ resource: 'app-db', key: KEY }).name).toBe('tcp-127.0.0.1:7410/app-db')
+    const engine = new LevelReplica(new MemoryLevel())
+    const nameless = { options: {}, hello: () => engine.hello(), apply: engine.apply.bind(engine), close: () => engine.close() } as unknown as ReplicaAdapter
+    const named = new LevelReplica(new MemoryLevel(), { name: 'backup' })
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [first, nameless, second, named] })
+    await db.open()
+    expect(db.mirrorStatus().replicas.map((r) => r.name)).toEqual([`level-${k}`, 'replica-1', `level-${k + 1}`, 'backup'])
+    await db.close()
   })
 })
