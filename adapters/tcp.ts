@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { connect as connectTls, type ConnectionOptions } from 'node:tls'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
   validResource, type Message
 } from '../lib/net/protocol'
+import { checkTls } from '../lib/net/tls'
 
 /** Options of {@link TcpReplica}: where the server is, how to prove who we are, and timeouts. */
 export interface TcpReplicaOptions extends CommonReplicaOptions {
@@ -69,8 +70,23 @@ export class TcpReplica implements ReplicaAdapter {
     for (const name of ['connectTimeout', 'requestTimeout', 'heartbeatInterval', 'heartbeatTimeout', 'window', 'maxFrameBytes'] as const) {
       if (options[name] !== undefined) positiveInteger('TcpReplica', name, options[name])
     }
-    this.options = { ...options, host: options.host ?? '127.0.0.1', port }
-    this.name = `tcp-${this.options.host}:${port}/${options.resource}`
+    const host = options.host ?? '127.0.0.1'
+    if (typeof host !== 'string' || host.length === 0) {
+      throw new MirrorError(`TcpReplica: option 'host' must be a non-empty string (the server's address), got ${describe(host)}`, codes.INVALID_OPTION)
+    }
+    const tls: unknown = options.tls
+    if (tls !== undefined && typeof tls !== 'boolean' && (typeof tls !== 'object' || tls === null || Array.isArray(tls))) {
+      throw new MirrorError(`TcpReplica: option 'tls' must be true, false or an object of tls.connect options, got ${describe(tls)}`, codes.INVALID_OPTION)
+    }
+    if (typeof tls === 'object') checkTls('TcpReplica', 'tls', tls as ConnectionOptions)
+    // A timeout at or below the interval drops a healthy link between two heartbeats.
+    const interval = options.heartbeatInterval ?? 5000
+    const timeout = options.heartbeatTimeout ?? 15_000
+    if (timeout <= interval) {
+      throw new MirrorError(`TcpReplica: option 'heartbeatTimeout' (${timeout}) must be above 'heartbeatInterval' (${interval})`, codes.INVALID_OPTION)
+    }
+    this.options = { ...options, host, port }
+    this.name = `tcp-${host}:${port}/${options.resource}`
   }
 
   async hello (): Promise<ReplicaHello> {
@@ -126,8 +142,11 @@ class Link {
   static open (options: TcpReplicaOptions, key: Buffer): Promise<{ link: Link, hello: ReplicaHello }> {
     return new Promise((resolve, reject) => {
       const where = `${options.host}:${options.port}`
-      const socket = options.tls !== undefined && options.tls !== false
-        ? connectTls({ host: options.host, port: options.port, servername: options.host, ...(options.tls === true ? {} : options.tls) })
+      const tls = options.tls !== undefined && options.tls !== false
+      // SNI carries names only (RFC 6066): Node warns (DEP0123) when given an address.
+      const servername = isIP(options.host!) === 0 ? { servername: options.host } : {}
+      const socket = tls
+        ? connectTls({ host: options.host, port: options.port, ...servername, ...(options.tls === true ? {} : options.tls) })
         : connectTcp({ host: options.host!, port: options.port! })
       const link = new Link(socket, options)
       const nonce = randomBytes(32)
@@ -140,11 +159,21 @@ class Link {
         socket.destroy()
         reject(err)
       }
-      const timer = setTimeout(() => fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms`, codes.TIMEOUT)), options.connectTimeout ?? 10_000)
+      let connected = false
+      let secured = !tls
+      let heard = false
+      socket.once('connect', () => { connected = true })
+      socket.once('secureConnect', () => { secured = true })
+      const timer = setTimeout(() => {
+        // A TLS server waits for the client to speak first, so a plain client hears nothing at all.
+        const silent = connected && !heard && !tls ? ' (connected, but the server sent nothing: if it was started with --tls-cert, set the tls option)' : ''
+        fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms${silent}`, codes.TIMEOUT))
+      }, options.connectTimeout ?? 10_000)
       socket.setNoDelay(true)
-      socket.on('error', (err) => fail(new MirrorError(`${where}: ${err.message}`, codes.TIMEOUT, { cause: err })))
+      socket.on('error', (err) => fail(connectError(where, err, connected && !secured)))
       socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.UNREACHABLE)))
       const onHandshake = (chunk: Buffer): void => {
+        heard = true
         const messages = link.#decoder.push(chunk)
         if (link.#decoder.error !== null) return fail(link.#decoder.error)
         for (const m of messages) {
@@ -273,4 +302,42 @@ class Link {
   end (): void {
     this.#fail(new MirrorError('closed by the primary', codes.CLOSED))
   }
+}
+
+// Errors of the connection itself, not of TLS, even while the TLS handshake runs.
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is mirror-level serve running there?)',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ENETUNREACH: 'network unreachable',
+  ENETDOWN: 'network down',
+  EHOSTUNREACH: 'host unreachable',
+  EHOSTDOWN: 'host down',
+  EADDRNOTAVAIL: 'address not available',
+  ECONNRESET: 'connection reset before the handshake',
+  ECONNABORTED: 'connection aborted before the handshake',
+  EPIPE: 'connection reset before the handshake'
+}
+
+/** The coded error for a socket error before authentication, from its code and how far the connection got. */
+function connectError (where: string, err: Error & { code?: string, reason?: string }, inTlsHandshake: boolean): MirrorError {
+  const code = err.code ?? ''
+  if (code === 'ETIMEDOUT') return new MirrorError(`${where}: connecting timed out (${code})`, codes.TIMEOUT, { cause: err })
+  if (NETWORK_ERRORS[code] !== undefined) return new MirrorError(`${where}: ${NETWORK_ERRORS[code]} (${code})`, codes.UNREACHABLE, { cause: err })
+  if (!inTlsHandshake) return new MirrorError(`${where}: ${err.message}`, codes.UNREACHABLE, { cause: err })
+  const reason = err.reason ?? err.message
+  let why: string
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    why = `the server's certificate is not for this host (${err.message}); connect by a name or address it lists, or set tls.servername`
+  } else if (!code.startsWith('ERR_')) {
+    // Certificate verification errors carry OpenSSL's X509 names (DEPTH_ZERO_SELF_SIGNED_CERT, ...).
+    why = `the server's certificate is not trusted (${err.message}); give its CA certificate in tls.ca`
+  } else if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE/.test(code)) {
+    why = `the server does not speak TLS (${reason}); start it with --tls-cert and --tls-key, or drop the tls option`
+  } else if (/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS_AVAILABLE|VERSION_TOO_(LOW|HIGH)/.test(code)) {
+    why = `the TLS versions of the two sides do not match (${reason}); see tls.minVersion and tls.maxVersion`
+  } else {
+    why = reason
+  }
+  return new MirrorError(`${where}: TLS handshake failed: ${why}`, codes.TLS, { cause: err })
 }

@@ -1,6 +1,7 @@
 // The mirror-level command line: serve replicas to remote primaries, make keys, inspect stores.
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ClassicLevel } from 'classic-level'
 import { MirrorServer } from '../lib/net/server'
@@ -52,6 +53,18 @@ Nothing to do for a primary's directory. Exits 0 when the directory is consisten
 }
 
 class UsageError extends Error {}
+
+// MirrorServer names its options; the user typed flags.
+const flags: Record<string, string> = {
+  dir: '--dir', host: '--host', port: '--port', 'tls.cert': '--tls-cert', 'tls.key': '--tls-key',
+  maxConnections: '--max-connections', maxFrameBytes: '--max-frame-bytes'
+}
+function inFlags (message: string): string {
+  return message
+    .replace(/^MirrorServer: /, '')
+    .replace(/(?:option )?'([^']+)'/g, (quoted, name: string) => flags[name] ?? quoted)
+    .replace(/^The pre-shared key/, 'the key in --key-file')
+}
 
 function fail (message: string, code = 1): never {
   process.stderr.write(`mirror-level: ${message}\n`)
@@ -130,11 +143,19 @@ async function status (argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' } } })
   if (values.help === true) return void console.log(usage.status)
   if (positionals.length !== 1) throw new UsageError('status needs one directory')
-  if (!existsSync(positionals[0])) throw new UsageError(`${positionals[0]} does not exist`)
-  const db = new ClassicLevel(positionals[0], { createIfMissing: false })
+  const dir = positionals[0]
+  if (!existsSync(dir)) throw new UsageError(`${dir} does not exist`)
+  // LevelDB writes its LOCK and LOG files into a directory before it finds no database there.
+  if (!existsSync(join(dir, 'CURRENT'))) throw new Error(`${dir} is not a LevelDB database`)
+  const db = new ClassicLevel(dir, { createIfMissing: false })
   try {
     const report = await inspectStore(db as never)
     console.log(values.json === true ? JSON.stringify(report, null, 2) : report.text)
+  } catch (err) {
+    const e = err as Error & { code?: string, cause?: Error & { code?: string } }
+    if (e.code !== 'LEVEL_DATABASE_NOT_OPEN') throw err
+    if (e.cause?.code === 'LEVEL_LOCKED') throw new Error(`${dir} is in use by another process (a primary, a replica server or another program has it open)`)
+    throw new Error(`${dir} is not a LevelDB database (${e.cause?.message ?? e.message})`)
   } finally {
     await db.close()
   }
@@ -166,6 +187,8 @@ try {
   }
 } catch (err) {
   const e = err as Error & { code?: string }
-  if (err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') fail(`${e.message}`, 2)
+  if (err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ||
+    e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') fail(`${e.message}`, 2)
+  if (e.code === 'MIRROR_INVALID_OPTION') fail(inFlags(e.message), 2)
   fail(e.code !== undefined ? `${e.message} (${e.code})` : e.message)
 }

@@ -35,8 +35,10 @@ export const codes = {
   BUSY: 'MIRROR_BUSY',
   /** A network peer did not answer in time. */
   TIMEOUT: 'MIRROR_TIMEOUT',
-  /** A network peer cannot be reached, or the connection to it dropped. Retried with backoff. */
+  /** The server could not be reached (connection refused, host not found, network unreachable, reset before the handshake), or the connection to it dropped. Retried with backoff. */
   UNREACHABLE: 'MIRROR_UNREACHABLE',
+  /** The TLS handshake failed: the certificate is not trusted, the TLS versions do not match, or one side does not speak TLS. */
+  TLS: 'MIRROR_TLS',
   /** A store holds a replica's state: it becomes a primary only through `recover` and promotion. */
   IS_REPLICA: 'MIRROR_IS_REPLICA',
   /** A replica holds data no primary of this line sent it; it is refused unless `overwrite` is set. */

@@ -187,7 +187,7 @@ describe('remote replica under faults', () => {
     const log: string[] = []
     const server = new MirrorServer({ dir: join(tmp.dir, 'idle'), key: KEY, port: 0, idleTimeout: 300, openDb: () => new MemoryLevel() as never, log: (l) => log.push(l) })
     const { port } = await server.listen()
-    const silent = new TcpReplica({ port, resource: 'app', key: KEY, heartbeatInterval: 60_000, heartbeatTimeout: 60_000 })
+    const silent = new TcpReplica({ port, resource: 'app', key: KEY, heartbeatInterval: 60_000, heartbeatTimeout: 120_000 })
     await silent.hello()
     const other = new TcpReplica({ port, resource: 'app', key: KEY })
     await expect(other.hello()).rejects.toMatchObject({ code: 'MIRROR_BUSY' })

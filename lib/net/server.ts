@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
@@ -10,6 +11,7 @@ import {
   validResource, type Message
 } from './protocol'
 import { ReplicaEngine } from '../replica/engine'
+import { checkTls } from './tls'
 
 /** Options of {@link MirrorServer} (the `mirror-level serve` command). */
 export interface MirrorServerOptions {
@@ -72,9 +74,30 @@ export class MirrorServer {
     this.#key = keyBytes(options.key)
     const port = options.port ?? 7410
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MirrorError(`MirrorServer: option 'port' must be 0-65535, got ${describe(port)}`, codes.INVALID_OPTION)
+    // Node takes an empty or non-string host as "every interface": never what a typo meant.
+    const host = options.host ?? '127.0.0.1'
+    if (typeof host !== 'string' || host.length === 0) {
+      throw new MirrorError(`MirrorServer: option 'host' must be a non-empty string (an address to listen on), got ${describe(host)}`, codes.INVALID_OPTION)
+    }
+    if (options.log !== undefined && typeof options.log !== 'function') {
+      throw new MirrorError(`MirrorServer: option 'log' must be a function, got ${describe(options.log)}`, codes.INVALID_OPTION)
+    }
+    if (options.tls !== undefined) {
+      const tls: unknown = options.tls
+      if (typeof tls !== 'object' || tls === null || Array.isArray(tls)) {
+        throw new MirrorError(`MirrorServer: option 'tls' must be an object with 'cert' and 'key', got ${describe(tls)}`, codes.INVALID_OPTION)
+      }
+      for (const name of ['cert', 'key'] as const) {
+        const pem = (tls as Record<string, unknown>)[name]
+        if (typeof pem !== 'string' && !Buffer.isBuffer(pem)) {
+          throw new MirrorError(`MirrorServer: option 'tls.${name}' must be PEM text (a string or Buffer), got ${describe(pem)}`, codes.INVALID_OPTION)
+        }
+      }
+      checkTls('MirrorServer', 'tls', { cert: options.tls.cert, key: options.tls.key })
+    }
     this.#options = {
       dir: resolve(options.dir),
-      host: options.host ?? '127.0.0.1',
+      host,
       port,
       tls: options.tls,
       maxConnections: positiveInteger('MirrorServer', 'maxConnections', options.maxConnections, 64),
@@ -92,9 +115,18 @@ export class MirrorServer {
     this.#server.on('tlsClientError', (err: Error) => this.#options.log(`TLS handshake failed: ${err.message}`))
   }
 
-  /** Starts listening; resolves with the address (useful with port 0). */
-  listen (): Promise<{ host: string, port: number }> {
-    return new Promise((resolve, reject) => {
+  /** Creates `dir` if it is missing, then starts listening; resolves with the address (useful with port 0). */
+  async listen (): Promise<{ host: string, port: number }> {
+    const dir = this.#options.dir
+    try {
+      await mkdir(dir, { recursive: true })
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err
+      const what = code === 'EEXIST' ? `${dir} exists and is not one` : `a parent of ${dir} is not a directory`
+      throw new MirrorError(`MirrorServer: option 'dir' must be a directory: ${what}`, codes.INVALID_OPTION, { cause: err })
+    }
+    return await new Promise((resolve, reject) => {
       this.#server.once('error', reject)
       this.#server.listen(this.#options.port, this.#options.host, () => {
         this.#server.off('error', reject)
