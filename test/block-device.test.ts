@@ -72,6 +72,55 @@ describe('BlockDevice', () => {
     await db.close()
   })
 
+  for (const store of ['memory-level', 'classic-level'] as const) {
+    it(`captures data when write() is called: one reused Buffer for many un-awaited writes, flush() and close() wait for them (${store})`, async () => {
+      const { dir, cleanup } = tempDir()
+      const inner = new MemoryLevel()
+      const open = () => new MirrorLevel(store === 'memory-level' ? inner : new ClassicLevel(dir))
+      try {
+        let db = open()
+        const dev = new BlockDevice(db, { size: 16384, chunkSize: 512 })
+        await dev.open()
+        const model = Buffer.alloc(16384)
+        const scratch = Buffer.alloc(2048)
+        // aligned whole chunks, unaligned inside one chunk, unaligned across chunks, and overlaps
+        // that must wait for an earlier write's chunk locks before their batch is built
+        const round = (base: number, writes: Array<[number, number]>, fill: number) => {
+          const settled: boolean[] = []
+          writes.forEach(([offset, len], i) => {
+            scratch.fill(fill + i, 0, len)
+            model.fill(fill + i, base + offset, base + offset + len)
+            const view = i % 2 === 0 ? scratch.subarray(0, len) : new Uint8Array(scratch.buffer, scratch.byteOffset, len)
+            const p = dev.write(base + offset, view)
+            settled.push(false)
+            void p.then(() => { settled[i] = true })
+          })
+          scratch.fill(0xEE)
+          return settled
+        }
+        const writes: Array<[number, number]> = [[0, 1024], [1124, 300], [2548, 700], [4096, 512], [1324, 400], [0, 100], [2000, 2048], [7000, 1]]
+        const first = round(0, writes, 1)
+        await dev.flush()
+        expect(first.every(Boolean)).toBe(true)
+        const second = round(8192, writes, 101)
+        await dev.close()
+        expect(second.every(Boolean)).toBe(true)
+        // and changing the Buffer after the writes settled changes nothing stored
+        scratch.fill(0xDD)
+        if (store === 'classic-level') {
+          await db.close()
+          db = open()
+        }
+        const again = new BlockDevice(db)
+        await again.open()
+        expect(await again.read(0, 16384)).toEqual(model)
+        await db.close()
+      } finally {
+        cleanup()
+      }
+    })
+  }
+
   it('persists size and chunkSize; refuses another chunkSize or a smaller size; grows', async () => {
     const inner = new MemoryLevel()
     const db = new MirrorLevel(inner)

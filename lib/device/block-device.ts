@@ -139,8 +139,8 @@ export class BlockDevice {
   }
 
   /**
-   * Writes `data` at `offset` as one atomic batch. Do not change `data` until the promise settles
-   * (like `fs.write`, it is not copied).
+   * Writes `data` at `offset` as one atomic batch. `data` is copied when `write` is called, so it may
+   * be reused or changed as soon as the call returns.
    */
   async write (offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) {
@@ -148,7 +148,12 @@ export class BlockDevice {
     }
     this.#check(offset, data.length)
     if (data.length === 0) return
-    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    // The batch is built only once the chunk locks are granted, and memory-level (like a MirrorLevel
+    // waiting to commit) keeps the very Buffers it is given, so a view of the caller's memory would
+    // store whatever the caller puts there later. Not from the pool: a stored chunk must not pin a
+    // pool slab shared with unrelated Buffers.
+    const bytes = Buffer.allocUnsafeSlow(data.byteLength)
+    bytes.set(data)
     await this.#track(this.#change(offset, data.length, (chunk, at, from, to) => bytes.copy(chunk, at, from, to), bytes))
   }
 
@@ -184,7 +189,8 @@ export class BlockDevice {
   }
 
   // Applies `patch` to every chunk in [offset, offset + length) and commits them in one batch.
-  // `source` (a write's data) supplies whole chunks without copying; null means zeros (trim).
+  // `source` (a write's own copy of its data) supplies whole chunks without copying again; null
+  // means zeros (trim).
   async #change (offset: number, length: number, patch: (chunk: Buffer, at: number, from: number, to: number) => void, source: Buffer | null): Promise<void> {
     const cs = this.#chunkSize
     const end = offset + length
