@@ -28,6 +28,8 @@ interface DeviceMeta {
   chunkSize: number
 }
 
+type ChunkOp = { type: 'put', key: Buffer, value: Buffer } | { type: 'del', key: Buffer }
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyLevel = AbstractLevel<any, any, any>
 
@@ -139,8 +141,8 @@ export class BlockDevice {
   }
 
   /**
-   * Writes `data` at `offset` as one atomic batch. Do not change `data` until the promise settles
-   * (like `fs.write`, it is not copied).
+   * Writes `data` at `offset` as one atomic batch. `data` is copied when `write` is called, so it may
+   * be reused or changed as soon as the call returns.
    */
   async write (offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) {
@@ -148,15 +150,24 @@ export class BlockDevice {
     }
     this.#check(offset, data.length)
     if (data.length === 0) return
-    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-    await this.#track(this.#change(offset, data.length, (chunk, at, from, to) => bytes.copy(chunk, at, from, to), bytes))
+    // The batch is built only once the chunk locks are granted, and memory-level (like a MirrorLevel
+    // waiting to commit) keeps the very Buffers it is given, so a view of the caller's memory would
+    // store whatever the caller puts there later. Not from the pool: a stored chunk must not pin a
+    // pool slab shared with unrelated Buffers.
+    const bytes = Buffer.allocUnsafeSlow(data.byteLength)
+    bytes.set(data)
+    await this.#track(this.#change(offset, data.length, bytes))
   }
 
-  /** Zeroes `length` bytes at `offset`; whole chunks become holes. One atomic batch. */
+  /**
+   * Zeroes `length` bytes at `offset`; whole chunks become holes. One atomic batch that deletes only
+   * the chunks stored in the range, so its cost follows them, not the range's length. A trim that
+   * changes nothing commits nothing (no seq, no log record).
+   */
   async trim (offset: number, length: number): Promise<void> {
     this.#check(offset, length)
     if (length === 0) return
-    await this.#track(this.#change(offset, length, (chunk, at, from, to) => chunk.fill(0, at, at + to - from), null))
+    await this.#track(this.#change(offset, length, null))
   }
 
   /**
@@ -183,9 +194,10 @@ export class BlockDevice {
     return promise
   }
 
-  // Applies `patch` to every chunk in [offset, offset + length) and commits them in one batch.
-  // `source` (a write's data) supplies whole chunks without copying; null means zeros (trim).
-  async #change (offset: number, length: number, patch: (chunk: Buffer, at: number, from: number, to: number) => void, source: Buffer | null): Promise<void> {
+  // Writes `source` (a write's own copy of its data, so whole chunks are stored without copying
+  // again) or, if it is null, zeros (trim) over [offset, offset + length), in one batch. The range
+  // lock is held from before the edge chunks are read until the batch has committed.
+  async #change (offset: number, length: number, source: Buffer | null): Promise<void> {
     const cs = this.#chunkSize
     const end = offset + length
     const first = Math.floor(offset / cs)
@@ -197,27 +209,48 @@ export class BlockDevice {
       if (!covers(first)) partial.push(first)
       if (last !== first && !covers(last)) partial.push(last)
       const old = partial.length > 0 ? await this.#db.getMany(partial.map(chunkKey), BUFFERS) : []
-      const ops: Array<{ type: 'put', key: Buffer, value: Buffer } | { type: 'del', key: Buffer }> = []
-      for (let i = first; i <= last; i++) {
+      const ops: ChunkOp[] = []
+      for (let p = 0; p < partial.length; p++) {
+        const i = partial[p]
         const start = i * cs
-        const p = partial.indexOf(i)
-        let chunk: Buffer
-        if (p === -1) {
-          if (source === null) {
-            ops.push({ type: 'del', key: chunkKey(i) })
-            continue
-          }
-          chunk = source.subarray(start - offset, start - offset + cs)
-        } else {
-          chunk = Buffer.alloc(cs)
-          if (old[p] !== undefined) (old[p] as Buffer).copy(chunk)
-          const from = Math.max(offset, start)
-          const to = Math.min(end, start + cs)
-          patch(chunk, from - start, from - offset, to - offset)
-        }
+        const from = Math.max(offset, start) - start
+        const to = Math.min(end, start + cs) - start
+        const was = old[p] as Buffer | undefined
+        // Zeroing bytes that are zero already changes nothing, so it adds nothing to the batch (or the log).
+        if (source === null && (was === undefined || was.subarray(from, to).equals(this.#zero.subarray(from, to)))) continue
+        const chunk = Buffer.alloc(cs)
+        if (was !== undefined) was.copy(chunk)
+        if (source === null) chunk.fill(0, from, to)
+        else source.copy(chunk, from, start + from - offset, start + to - offset)
         ops.push(chunk.equals(this.#zero) ? { type: 'del', key: chunkKey(i) } : { type: 'put', key: chunkKey(i), value: chunk })
       }
-      await this.#db.batch(ops, BUFFERS)
+      const lo = covers(first) ? first : first + 1
+      const hi = covers(last) ? last : last - 1
+      if (lo <= hi) {
+        if (source === null) {
+          // Only the chunks that exist are deleted, so a trim costs what the range holds, not its
+          // length (a hole-only trim of 2^34 bytes would otherwise be four million dels). No
+          // write can add a chunk in the range while this lock is held.
+          const it = this.#db.keys({ gte: chunkKey(lo), lte: chunkKey(hi), ...BUFFERS })
+          try {
+            while (true) {
+              const keys = await it.nextv(1024)
+              if (keys.length === 0) break
+              for (const key of keys) ops.push({ type: 'del', key: key as Buffer })
+            }
+          } finally {
+            await it.close()
+          }
+        } else {
+          for (let i = lo; i <= hi; i++) {
+            const chunk = source.subarray(i * cs - offset, (i + 1) * cs - offset)
+            ops.push(chunk.equals(this.#zero) ? { type: 'del', key: chunkKey(i) } : { type: 'put', key: chunkKey(i), value: chunk })
+          }
+        }
+      }
+      // A trim that changes nothing commits nothing (no seq, no log record), as documented; abstract-level
+      // would skip an empty batch too, but this must not depend on the db.
+      if (ops.length > 0) await this.#db.batch(ops, BUFFERS)
     } finally {
       release()
     }
