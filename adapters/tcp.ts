@@ -5,7 +5,7 @@ import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaH
 import { MirrorError, codes } from '../lib/errors'
 import { describe, positiveInteger } from '../lib/options'
 import {
-  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
+  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, checkHello, encodeFrame, keyBytes, proof, proofMatches,
   validResource, type Message
 } from '../lib/net/protocol'
 import { checkTls } from '../lib/net/tls'
@@ -58,6 +58,7 @@ export class TcpReplica implements ReplicaAdapter {
   #key: Buffer
   #link: Link | null = null
   #linking: Promise<{ link: Link, hello: ReplicaHello }> | null = null
+  #connecting: AbortController | null = null
 
   constructor (options: TcpReplicaOptions) {
     if (typeof options !== 'object' || options === null) throw new MirrorError('TcpReplica: options must be an object', codes.INVALID_OPTION)
@@ -92,7 +93,7 @@ export class TcpReplica implements ReplicaAdapter {
   async hello (): Promise<ReplicaHello> {
     if (this.#link !== null && !this.#link.dead) {
       const answer = await this.#link.request({ t: 'hello' })
-      return answer.hello as ReplicaHello
+      return this.#link.checked(answer.hello)
     }
     const { hello } = await this.#connect()
     return hello
@@ -103,18 +104,25 @@ export class TcpReplica implements ReplicaAdapter {
     return await link.send(part, received, this.options.window ?? 4)
   }
 
-  /** Ends the connection. A later `hello()` (the primary reopened) connects again. */
+  /** Ends the connection, or the attempt to make one. A later `hello()` (the primary reopened) connects again. */
   async close (): Promise<void> {
+    this.#connecting?.abort()
     this.#link?.end()
     this.#link = null
   }
 
   #connect (): Promise<{ link: Link, hello: ReplicaHello }> {
-    this.#linking ??= Link.open(this.options, this.#key).then((r) => {
+    if (this.#linking !== null) return this.#linking
+    const attempt = new AbortController()
+    this.#connecting = attempt
+    this.#linking = Link.open(this.options, this.#key, attempt.signal).then((r) => {
       this.#link?.end()
       this.#link = r.link
       return r
-    }).finally(() => { this.#linking = null })
+    }).finally(() => {
+      this.#linking = null
+      if (this.#connecting === attempt) this.#connecting = null
+    })
     return this.#linking
   }
 }
@@ -139,7 +147,7 @@ class Link {
     this.#decoder = new FrameDecoder(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES)
   }
 
-  static open (options: TcpReplicaOptions, key: Buffer): Promise<{ link: Link, hello: ReplicaHello }> {
+  static open (options: TcpReplicaOptions, key: Buffer, signal: AbortSignal): Promise<{ link: Link, hello: ReplicaHello }> {
     return new Promise((resolve, reject) => {
       const where = `${options.host}:${options.port}`
       const tls = options.tls !== undefined && options.tls !== false
@@ -170,6 +178,7 @@ class Link {
         fail(new MirrorError(`${where}: no authenticated connection within ${options.connectTimeout ?? 10_000} ms${silent}`, codes.TIMEOUT))
       }, options.connectTimeout ?? 10_000)
       socket.setNoDelay(true)
+      signal.addEventListener('abort', () => fail(new MirrorError(`${where}: closed by the primary while connecting`, codes.CLOSED)), { once: true })
       socket.on('error', (err) => fail(connectError(where, err, connected && !secured)))
       socket.on('close', () => fail(new MirrorError(`${where}: connection closed during the handshake`, codes.UNREACHABLE)))
       const onHandshake = (chunk: Buffer): void => {
@@ -188,13 +197,18 @@ class Link {
             if (!proofMatches(proof(key, 'server', nonce, serverNonce, options.resource), m.mac)) {
               return fail(new MirrorError(`${where}: the server could not prove it holds the key`, codes.AUTH))
             }
+            let hello: ReplicaHello
+            try {
+              hello = checkHello(m.hello)
+            } catch (err) {
+              return fail(err as Error)
+            }
             settled = true
             clearTimeout(timer)
             socket.removeAllListeners('data')
             socket.removeAllListeners('close')
             socket.removeAllListeners('error')
             link.#start()
-            const hello = m.hello as ReplicaHello
             link.#lastWatermark = hello.watermark
             return resolve({ link, hello })
           } else {
@@ -232,6 +246,16 @@ class Link {
     this.#heartbeat.unref()
   }
 
+  /** A hello from the server, shape-checked; a malformed one ends the link. */
+  checked (hello: unknown): ReplicaHello {
+    try {
+      return checkHello(hello)
+    } catch (err) {
+      this.#fail(err as Error)
+      throw err
+    }
+  }
+
   #write (m: Message): void {
     if (!this.dead) this.#socket.write(encodeFrame(m))
   }
@@ -241,6 +265,11 @@ class Link {
     const pending = typeof m.id === 'number' ? this.#pending.get(m.id) : undefined
     if (m.t === 'received') {
       pending?.received?.()
+      return
+    }
+    if (m.t === 'working') {
+      // The server is still applying it: the request's time starts again.
+      if (pending !== undefined) pending.timer.refresh()
       return
     }
     if (m.t === 'error' && (m.fatal === true || pending === undefined)) {

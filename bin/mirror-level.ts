@@ -30,7 +30,9 @@ connect with TcpReplica and prove they hold the same pre-shared key.
   --tls-cert FILE         TLS certificate (PEM); with --tls-key, the server speaks TLS only
   --tls-key FILE          TLS private key (PEM)
   --max-connections N     connections at once (default 64)
-  --max-frame-bytes N     largest frame accepted (default 67108864)
+  --max-frame-bytes N     largest frame accepted (default 67108864); primaries send parts of half that
+  --max-buffered-bytes N  bytes of large frames held at once over all connections (default 268435456);
+                          replicas hold as much again of batches they apply in one step
   --quiet                 log nothing but errors
 
 SIGTERM or SIGINT: stop accepting, finish the part in hand, close every database, exit 0.`,
@@ -57,7 +59,7 @@ class UsageError extends Error {}
 // MirrorServer names its options; the user typed flags.
 const flags: Record<string, string> = {
   dir: '--dir', host: '--host', port: '--port', 'tls.cert': '--tls-cert', 'tls.key': '--tls-key',
-  maxConnections: '--max-connections', maxFrameBytes: '--max-frame-bytes'
+  maxConnections: '--max-connections', maxFrameBytes: '--max-frame-bytes', maxBufferedBytes: '--max-buffered-bytes'
 }
 function inFlags (message: string): string {
   return message
@@ -83,6 +85,7 @@ async function serve (argv: string[]): Promise<void> {
       'tls-key': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-frame-bytes': { type: 'string' },
+      'max-buffered-bytes': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean' }
     }
@@ -112,12 +115,12 @@ async function serve (argv: string[]): Promise<void> {
     tls: values['tls-cert'] !== undefined ? { cert: read(values['tls-cert'], 'TLS certificate'), key: read(values['tls-key']!, 'TLS key') } : undefined,
     maxConnections: number('max-connections', values['max-connections']),
     maxFrameBytes: number('max-frame-bytes', values['max-frame-bytes']),
+    maxBufferedBytes: number('max-buffered-bytes', values['max-buffered-bytes']),
     log: (line) => {
       if (!quiet || /fail|error/i.test(line)) process.stderr.write(`${new Date().toISOString()} ${line}\n`)
     }
   })
-  const { host, port } = await server.listen()
-  process.stdout.write(`mirror-level serve: listening on ${host}:${port}\n`)
+  // Installed before "listening" is printed: whoever waits for that line may signal at once.
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
@@ -127,6 +130,8 @@ async function serve (argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  const { host, port } = await server.listen()
+  process.stdout.write(`mirror-level serve: listening on ${host}:${port}\n`)
 }
 
 function keygen (argv: string[]): void {

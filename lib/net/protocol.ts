@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { Packr } from 'msgpackr'
+import type { ReplicaHello } from '../adapter'
 import { MirrorError, codes } from '../errors'
 
 /**
@@ -49,8 +50,22 @@ export class FrameDecoder {
   /** Bytes held for an incomplete frame. */
   get buffered (): number { return this.#buffered }
 
+  /** The largest frame accepted from now on (a server raises it once a peer has authenticated). */
+  set limit (bytes: number) { this.#max = bytes }
+
+  /** The payload length of the frame being received, once its header has arrived; 0 between frames. */
+  get pendingLength (): number {
+    if (this.#buffered < HEADER) return 0
+    return this.#peek(HEADER).readUInt32BE(0)
+  }
+
   push (chunk: Buffer): Message[] {
-    const out: Message[] = []
+    return this.pushSized(chunk).map((m) => m.message)
+  }
+
+  /** As `push`, with each message's frame size. */
+  pushSized (chunk: Buffer): Array<{ message: Message, bytes: number }> {
+    const out: Array<{ message: Message, bytes: number }> = []
     if (this.error !== null) return out
     this.#chunks.push(chunk)
     this.#buffered += chunk.length
@@ -71,12 +86,12 @@ export class FrameDecoder {
       if (typeof message !== 'object' || message === null || typeof (message as Message).t !== 'string') {
         return this.#stop(out, 'frame payload is not a message')
       }
-      out.push(message as Message)
+      out.push({ message: message as Message, bytes: HEADER + length })
     }
     return out
   }
 
-  #stop (out: Message[], why: string): Message[] {
+  #stop<T> (out: T[], why: string): T[] {
     this.error = protocolError(why)
     this.#chunks = []
     this.#buffered = 0
@@ -129,4 +144,25 @@ export function proofMatches (expected: Buffer, got: unknown): boolean {
 /** Resource names are one path segment: letters, digits, '.', '_' and '-', not starting with '.'. */
 export function validResource (name: unknown): name is string {
   return typeof name === 'string' && /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(name)
+}
+
+/** A replica's hello as it arrives from a server, shape-checked; a malformed one is a protocol error. */
+export function checkHello (value: unknown): ReplicaHello {
+  const h = value as Record<string, unknown>
+  const seq = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+  const ok = typeof h === 'object' && h !== null &&
+    (h.generation === null || (typeof h.generation === 'string' && h.generation.length > 0)) && seq(h.watermark) &&
+    (h.pending === null || h.pending === undefined || (typeof h.pending === 'object' && seq((h.pending as Record<string, unknown>).to) &&
+      seq((h.pending as Record<string, unknown>).parts) && typeof (h.pending as Record<string, unknown>).generation === 'string')) &&
+    (h.foreign === undefined || h.foreign === null || h.foreign === 'data' || h.foreign === 'primary') &&
+    (h.maxPartBytes === undefined || (seq(h.maxPartBytes) && (h.maxPartBytes as number) > 0))
+  if (!ok) throw protocolError('the server sent a malformed hello')
+  const pending = h.pending as ReplicaHello['pending'] | undefined
+  return {
+    generation: h.generation as string | null,
+    watermark: h.watermark as number,
+    pending: pending === undefined || pending === null ? null : { ...pending, upto: pending.upto === null || pending.upto === undefined ? null : Buffer.from(pending.upto) },
+    foreign: (h.foreign as ReplicaHello['foreign']) ?? null,
+    ...(h.maxPartBytes !== undefined ? { maxPartBytes: h.maxPartBytes as number } : {})
+  }
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -6,11 +5,10 @@ import { createServer as createTlsServer } from 'node:tls'
 import { MirrorError, codes } from '../errors'
 import type { InnerDb } from '../inner'
 import { describe, positiveInteger } from '../options'
-import {
-  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, encodeFrame, keyBytes, proof, proofMatches,
-  validResource, type Message
-} from './protocol'
+import { MemoryBudget } from '../memory-budget'
 import { ReplicaEngine } from '../replica/engine'
+import { Connection } from './connection'
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, keyBytes } from './protocol'
 import { checkTls } from './tls'
 
 /** Options of {@link MirrorServer} (the `mirror-level serve` command). */
@@ -38,6 +36,13 @@ export interface MirrorServerOptions {
   idleTimeout?: number
   /** Where log lines go. Default: none. */
   log?: (line: string) => void
+  /**
+   * At most this many bytes of large frames are held at once over all connections (received and
+   * waiting to be applied); a connection whose next frame does not fit waits, unread. The replica
+   * engines together hold at most as much again of batches kept in memory to apply atomically
+   * (beyond it they use their journal). Default 256 MiB.
+   */
+  maxBufferedBytes?: number
   /** Opens a resource's database. Default: classic-level at `dir/<resource>`. */
   openDb?: (path: string) => InnerDb | Promise<InnerDb>
 }
@@ -65,6 +70,8 @@ export class MirrorServer {
   #connections = new Set<Connection>()
   #resources = new Map<string, Resource>()
   #closing = false
+  #frames: MemoryBudget
+  #applying: MemoryBudget
 
   constructor (options: MirrorServerOptions) {
     if (typeof options !== 'object' || options === null) throw new MirrorError('MirrorServer: options must be an object', codes.INVALID_OPTION)
@@ -104,13 +111,17 @@ export class MirrorServer {
       maxFrameBytes: positiveInteger('MirrorServer', 'maxFrameBytes', options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES),
       authTimeout: positiveInteger('MirrorServer', 'authTimeout', options.authTimeout, 5000),
       idleTimeout: positiveInteger('MirrorServer', 'idleTimeout', options.idleTimeout, 15_000),
+      maxBufferedBytes: positiveInteger('MirrorServer', 'maxBufferedBytes', options.maxBufferedBytes, 256 * 1024 * 1024),
       log: options.log ?? (() => {}),
       // Loaded on first use, so importing mirror-level does not load a native module.
       openDb: options.openDb ?? (async (path) => new (await import('classic-level')).ClassicLevel(path) as unknown as InnerDb)
     }
+    this.#frames = new MemoryBudget(this.#options.maxBufferedBytes)
+    this.#applying = new MemoryBudget(this.#options.maxBufferedBytes)
     const onSocket = (socket: Socket): void => this.#accept(socket)
+    // A TLS handshake comes before ours: bound it by the same timeout.
     this.#server = this.#options.tls !== undefined
-      ? createTlsServer({ cert: this.#options.tls.cert, key: this.#options.tls.key }, onSocket)
+      ? createTlsServer({ cert: this.#options.tls.cert, key: this.#options.tls.key, handshakeTimeout: this.#options.authTimeout }, onSocket)
       : createTcpServer(onSocket)
     this.#server.on('tlsClientError', (err: Error) => this.#options.log(`TLS handshake failed: ${err.message}`))
   }
@@ -171,6 +182,7 @@ export class MirrorServer {
   // For Connection: the shared state and policy.
   get options (): ResolvedOptions { return this.#options }
   get key (): Buffer { return this.#key }
+  get frames (): MemoryBudget { return this.#frames }
 
   /**
    * Makes `connection` the primary of `resource` and opens its replica. The claim is registered
@@ -185,7 +197,7 @@ export class MirrorServer {
     const claim: Resource = { engine: null, connection, opening: Promise.resolve() }
     this.#resources.set(resource, claim)
     const opened = (async () => {
-      claim.engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, resource)))
+      claim.engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, resource)), { memory: this.#applying })
       await claim.engine.open()
       return claim.engine
     })()
@@ -205,141 +217,5 @@ export class MirrorServer {
     } finally {
       if (this.#resources.get(resource) === held) this.#resources.delete(resource)
     }
-  }
-}
-
-/** One client connection: handshake, then parts applied in order. */
-class Connection {
-  readonly peer: string
-  #socket: Socket
-  #server: MirrorServer
-  #decoder: FrameDecoder
-  #nonce = randomBytes(32)
-  #resource: string | null = null
-  #engine: ReplicaEngine | null = null
-  #authenticated = false
-  #claiming = false
-  #work: Promise<void> = Promise.resolve()
-  #queued = 0
-  #released: Promise<void> | null = null
-  #authTimer: NodeJS.Timeout
-
-  constructor (socket: Socket, server: MirrorServer) {
-    this.#socket = socket
-    this.#server = server
-    this.peer = `${socket.remoteAddress}:${socket.remotePort}`
-    const o = server.options
-    this.#decoder = new FrameDecoder(o.maxFrameBytes)
-    socket.setNoDelay(true)
-    socket.setTimeout(o.idleTimeout, () => this.#fail('idle timeout'))
-    this.#authTimer = setTimeout(() => this.#fail('did not authenticate in time'), o.authTimeout)
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
-    socket.on('error', () => {})
-    this.#send({ t: 'challenge', v: PROTOCOL_VERSION, nonce: this.#nonce })
-  }
-
-  #send (message: Message): void {
-    if (!this.#socket.destroyed) this.#socket.write(encodeFrame(message))
-  }
-
-  #fail (why: string, code: string = codes.PROTOCOL): void {
-    if (this.#socket.destroyed) return
-    this.#server.options.log(`${this.peer}${this.#resource !== null ? ` [${this.#resource}]` : ''}: closing: ${why}`)
-    this.#socket.end(encodeFrame({ t: 'error', code, message: why, fatal: true }))
-    this.#socket.destroySoon()
-    clearTimeout(this.#authTimer)
-  }
-
-  #onData (chunk: Buffer): void {
-    const messages = this.#decoder.push(chunk)
-    for (const message of messages) {
-      if (this.#socket.destroyed) return
-      if (!this.#authenticated) this.#handshake(message)
-      else this.#enqueue(message)
-    }
-    const error = this.#decoder.error
-    if (error !== null) {
-      // Answer what came before the bad frame, then close.
-      if (this.#authenticated) void this.#work.then(() => this.#fail(error.message))
-      else this.#fail(error.message)
-    }
-  }
-
-  #handshake (m: Message): void {
-    if (this.#claiming) return this.#fail('a frame arrived before authentication finished')
-    if (m.t !== 'auth') return this.#fail(`expected an auth frame, got '${String(m.t).slice(0, 32)}'`)
-    if (m.v !== PROTOCOL_VERSION) return this.#fail(`protocol version ${String(m.v)} is not supported (this server speaks ${PROTOCOL_VERSION})`)
-    if (!validResource(m.resource)) return this.#fail('resource name is not allowed (one path segment of letters, digits, ".", "_" and "-", not starting with ".")')
-    if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 32) return this.#fail('auth frame without a 32-byte nonce')
-    const expected = proof(this.#server.key, 'client', this.#nonce, m.nonce, m.resource)
-    if (!proofMatches(expected, m.mac)) return this.#fail('authentication failed: wrong key', codes.AUTH)
-    const resource = m.resource
-    const theirs = m.nonce
-    this.#claiming = true
-    // Set before the claim settles, so a connection that drops meanwhile still gives it back.
-    this.#resource = resource
-    this.#server.claim(resource, this).then((engine) => {
-      clearTimeout(this.#authTimer)
-      this.#claiming = false
-      this.#authenticated = true
-      this.#engine = engine
-      if (this.#socket.destroyed) return void this.release()
-      this.#server.options.log(`${this.peer}: primary for '${resource}' (watermark ${engine.hello().watermark})`)
-      this.#send({ t: 'welcome', mac: proof(this.#server.key, 'server', theirs, this.#nonce, resource), hello: engine.hello() })
-    }, (err: MirrorError) => {
-      this.#claiming = false
-      this.#resource = null
-      this.#fail(err.message, err.code ?? codes.BUSY)
-    })
-  }
-
-  // Messages after authentication run one at a time, in order; the socket pauses while a few wait.
-  #enqueue (m: Message): void {
-    this.#queued++
-    if (this.#queued > 8) this.#socket.pause()
-    if (m.t === 'part') this.#send({ t: 'received', id: m.id }) // held in memory: memsync's ack
-    this.#work = this.#work.then(() => this.#handle(m)).finally(() => {
-      this.#queued--
-      if (this.#queued <= 8 && !this.#socket.destroyed) this.#socket.resume()
-    })
-  }
-
-  async #handle (m: Message): Promise<void> {
-    const engine = this.#engine!
-    switch (m.t) {
-      case 'ping':
-        return this.#send({ t: 'pong' })
-      case 'hello':
-        return this.#send({ t: 'hello', id: m.id, hello: engine.hello() })
-      case 'part':
-        try {
-          const ack = await engine.apply(m.part as never)
-          this.#send({ t: 'ack', id: m.id, watermark: ack.watermark })
-        } catch (err) {
-          const e = err as MirrorError
-          this.#send({ t: 'error', id: m.id, code: e.code ?? codes.BAD_PART, message: e.message })
-        }
-        return
-      default:
-        return this.#send({ t: 'error', id: m.id, code: codes.PROTOCOL, message: `unknown message type '${String(m.t).slice(0, 32)}'` })
-    }
-  }
-
-  /** Finish the part in hand, then close. */
-  async shutdown (): Promise<void> {
-    this.#socket.pause()
-    await this.#work
-    this.#socket.end()
-    this.#socket.destroySoon()
-    await this.release()
-  }
-
-  release (): Promise<void> {
-    this.#released ??= (async () => {
-      clearTimeout(this.#authTimer)
-      await this.#work
-      if (this.#resource !== null) await this.#server.unclaim(this.#resource, this)
-    })()
-    return this.#released
   }
 }
