@@ -192,7 +192,8 @@ class Link {
             if (m.v !== PROTOCOL_VERSION) return fail(new MirrorError(`${where}: server speaks protocol ${String(m.v)}, this client ${PROTOCOL_VERSION}`, codes.PROTOCOL))
             if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 32) return fail(new MirrorError(`${where}: challenge without a 32-byte nonce`, codes.PROTOCOL))
             serverNonce = Buffer.from(m.nonce)
-            socket.write(encodeFrame({ t: 'auth', v: PROTOCOL_VERSION, resource: options.resource, nonce, mac: proof(key, 'client', serverNonce, nonce, options.resource) }))
+            // keepalive: how often the server should say it is still working on a part (our heartbeat rate)
+            socket.write(encodeFrame({ t: 'auth', v: PROTOCOL_VERSION, resource: options.resource, nonce, mac: proof(key, 'client', serverNonce, nonce, options.resource), keepalive: options.heartbeatInterval ?? 5000 }))
           } else if (m.t === 'welcome') {
             if (!proofMatches(proof(key, 'server', nonce, serverNonce, options.resource), m.mac)) {
               return fail(new MirrorError(`${where}: the server could not prove it holds the key`, codes.AUTH))

@@ -397,3 +397,29 @@ describe('catch-up steps', () => {
     await db.close()
   })
 })
+
+describe('replicas that join while another is active', () => {
+  it('get one full copy: the log is kept for a copy in flight', async () => {
+    const inner = new MemoryLevel()
+    const seed = new MirrorLevel(inner)
+    await seed.batch(Array.from({ length: 2000 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: 'v' })))
+    await seed.close()
+    const active = new TestAdapter(new MemoryLevel() as never, { maxDelay: 0 }, 'active')
+    const late = new TestAdapter(new MemoryLevel() as never, { maxDelay: 0, maxBatchOps: 100 }, 'late')
+    late.faults = Array.from({ length: 30 }, () => ({ delay: 15 })) // a slow first copy
+    late.stall() // unreachable at first
+    const db = new MirrorLevel(inner, { replicas: [active, late] })
+    const batches: Array<{ name: string, full: boolean }> = []
+    db.on('replica-batch', (e) => batches.push(e))
+    await db.open()
+    await until(() => active.observed.length > 0)
+    late.release()
+    // The active replica keeps acknowledging writes (and the log keeps being truncated) while the
+    // late one's copy is in flight.
+    for (let i = 0; i < 200; i++) await db.put(`k${i % 50}`, `w${i}`)
+    await db.replicated()
+    expect(batches.filter((b) => b.name === 'late' && b.full).length).toBe(1)
+    expect(await serialize(late.db)).toBe(await serialize(inner as never))
+    await db.close()
+  })
+})

@@ -51,6 +51,8 @@ export class Connection {
   #released: Promise<void> | null = null
   #authTimer: NodeJS.Timeout
   #keepalive: NodeJS.Timeout | null = null
+  // How often to say `working` while a part is applied: the primary's heartbeat interval.
+  #keepaliveEvery = 5000
   #stopping = false
 
   constructor (socket: Socket, server: ConnectionHost) {
@@ -144,6 +146,7 @@ export class Connection {
     if (!proofMatches(expected, m.mac)) return this.#fail('authentication failed: wrong key', codes.AUTH)
     const resource = m.resource
     const theirs = m.nonce
+    if (typeof m.keepalive === 'number' && Number.isFinite(m.keepalive)) this.#keepaliveEvery = Math.min(30_000, Math.max(50, m.keepalive))
     this.#claiming = true
     // Set before the claim settles, so a connection that drops meanwhile still gives it back.
     this.#resource = resource
@@ -185,8 +188,7 @@ export class Connection {
       case 'hello':
         return this.#send({ t: 'hello', id: m.id, hello: this.#hello() })
       case 'part': {
-        const every = Math.max(100, Math.min(5000, Math.floor(this.#server.options.idleTimeout / 3)))
-        this.#keepalive = setInterval(() => this.#send({ t: 'working', id: m.id }), every)
+        this.#keepalive = setInterval(() => this.#send({ t: 'working', id: m.id }), this.#keepaliveEvery)
         try {
           const ack = await engine.apply(m.part as never)
           this.#send({ t: 'ack', id: m.id, watermark: ack.watermark })

@@ -186,9 +186,9 @@ export class Replication {
   }
 
   #stateChanged (r: Replicator, previous: ReplicaState): void {
-    if (r.state === 'down' || r.state === 'refused') {
+    if (r.state === 'down' || r.state === 'refused' || r.state === 'failed') {
       this.#host.emit('replica-down', { name: r.name, state: r.state, error: r.lastError })
-    } else if ((previous === 'connecting' || previous === 'down' || previous === 'refused') && r.state !== 'closed') {
+    } else if ((previous === 'connecting' || previous === 'down' || previous === 'refused' || previous === 'failed') && r.state !== 'closed') {
       this.#host.emit('replica-up', { name: r.name, watermark: r.watermark, consistent: r.consistent })
     }
     this.#changed()

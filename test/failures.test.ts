@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest'
+import { ClassicLevel } from 'classic-level'
+import { MemoryLevel } from 'memory-level'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import { LevelReplica } from '../adapters/level'
+import { ReplicaEngine } from '../lib/replica/engine'
+import { metaKeys } from '../lib/keyspace'
+import { tempDir } from './helpers'
+import { serialize, until } from './replication-helpers'
+
+describe('a failed open closes what it opened and keeps the cause', () => {
+  it('a replica whose state is corrupt: every attempt says MIRROR_CORRUPT, and its lock is let go between attempts', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const path = `${dir}/replica`
+      const raw = new ClassicLevel<Buffer, Buffer>(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+      await raw.put(metaKeys.replica, Buffer.from([0xc1])) // not msgpack
+      await raw.close()
+      const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(new ClassicLevel(path), { retryMinDelay: 20, retryMaxDelay: 50 })] })
+      const errors: Array<{ error: Error & { code?: string } }> = []
+      db.on('replica-error', (e) => errors.push(e))
+      await db.open()
+      await until(() => errors.length >= 3)
+      for (const { error } of errors) expect(error.code).toBe('MIRROR_CORRUPT')
+      expect(db.mirrorStatus().replicas[0]).toMatchObject({ errorCode: 'MIRROR_CORRUPT' })
+      // Between attempts nobody holds the replica's LevelDB lock.
+      await until(async () => {
+        const peek = new ClassicLevel(path)
+        try {
+          await peek.open()
+          return true
+        } catch {
+          return false
+        } finally {
+          await peek.close()
+        }
+      })
+      await db.close()
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('a primary whose stored state is corrupt: open() fails with the cause, and the inner db is closed (its lock free)', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const path = `${dir}/primary`
+      const raw = new ClassicLevel<Buffer, Buffer>(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+      await raw.put(metaKeys.origin, Buffer.from([0xc1]))
+      await raw.close()
+      const inner = new ClassicLevel(path)
+      const db = new MirrorLevel(inner)
+      const err = await db.open().catch((e) => e)
+      expect(err.code).toBe('LEVEL_DATABASE_NOT_OPEN') // abstract-level's contract for a failed open
+      expect(err.cause.code).toBe('MIRROR_CORRUPT') // and the reason
+      expect(inner.status).toBe('closed')
+      const again = new ClassicLevel(path)
+      await again.open() // not locked
+      await again.close()
+      const err2 = await db.open().catch((e) => e) // a second attempt gives the same reason
+      expect(err2.cause.code).toBe('MIRROR_CORRUPT')
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('a replica state with a non-numeric watermark is refused as corrupt', async () => {
+    const { Packr } = await import('msgpackr')
+    const rdb = new MemoryLevel<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    await rdb.put(metaKeys.replica, new Packr({ useRecords: false, mapsAsObjects: true }).pack({ generation: 'g', watermark: 'lots' }))
+    const engine = new ReplicaEngine(rdb as never)
+    await expect(engine.open()).rejects.toMatchObject({ code: 'MIRROR_CORRUPT' })
+    expect(rdb.status).toBe('closed')
+  })
+})
+
+describe('listeners that throw', () => {
+  it('do not stop replication or reach the process; the error is reported', async () => {
+    const rdb = new MemoryLevel()
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { maxDelay: 0 })] })
+    const reported: Error[] = []
+    db.on('error', (err) => reported.push(err))
+    db.on('replica-batch', () => { throw new Error('listener bug') })
+    db.on('replica-up', () => { throw new Error('another listener bug') })
+    for (let i = 0; i < 20; i++) await db.put(`k${i}`, 'v')
+    await db.replicated()
+    expect(await serialize(rdb as never)).toBe(await serialize(db as never))
+    expect(reported.length).toBeGreaterThan(0)
+    expect(reported[0]).toMatchObject({ code: 'MIRROR_LISTENER' })
+    expect((reported[0].cause as Error).message).toMatch(/listener bug/)
+    await db.close()
+  })
+
+  it('without an error listener they become process warnings', async () => {
+    const warnings: Error[] = []
+    const onWarning = (w: Error): void => { warnings.push(w) }
+    process.on('warning', onWarning)
+    try {
+      const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(new MemoryLevel(), { maxDelay: 0 })] })
+      db.on('replica-batch', () => { throw new Error('listener bug') })
+      await db.put('a', '1')
+      await db.replicated()
+      await db.put('b', '2')
+      await db.replicated()
+      await until(() => warnings.some((w) => (w as { code?: string }).code === 'MIRROR_LISTENER'))
+      await db.close()
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+})
+
+describe('arguments that cannot work', () => {
+  it('logBudget below what one merged record needs is refused (it froze the db at 100% CPU)', () => {
+    for (const logBudget of [1, 28, 1023]) {
+      expect(() => new MirrorLevel(new MemoryLevel(), { logBudget })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    }
+    expect(() => new MirrorLevel(new MemoryLevel(), { logBudget: 1024 })).not.toThrow()
+  })
+
+  it('replicated() refuses options that are not an object with a non-negative timeout', async () => {
+    const db = new MirrorLevel(new MemoryLevel())
+    await db.open()
+    for (const bad of ['x', null, 5, { timeout: -1 }, { timeout: 'soon' }]) {
+      await expect(db.replicated(bad as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    }
+    await db.replicated()
+    await db.replicated({ timeout: 10 })
+    await db.close()
+  })
+})
