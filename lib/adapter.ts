@@ -1,3 +1,5 @@
+import type { HistoryEntry } from './history'
+
 /**
  * The replica transport interface. An adapter moves batches to one replica and reports what the
  * replica holds; it makes no decisions. When to ship, what to combine, what to retry and how long
@@ -49,6 +51,14 @@ export interface BatchPart {
    * the copy with `MIRROR_REPLICA_NOT_EMPTY`.
    */
   overwrite?: boolean
+  /**
+   * On the final part: the primary's history behind `to` from entry `from` on (the entries the
+   * replica lacks), stored with the new watermark so the replica can be promoted, and so its
+   * position carries a checksum of its history.
+   */
+  history?: { from: number, entries: HistoryEntry[] }
+  /** On the first part of a batch that takes a demoted primary onto this line: the seq where the two histories forked. */
+  rejoin?: { fork: number }
   ops: ReplicaOp[]
 }
 
@@ -79,6 +89,26 @@ export interface ReplicaHello {
   foreign?: 'data' | 'primary' | null
   /** The largest part, in bytes of keys and values, the transport carries (e.g. a server's frame limit). */
   maxPartBytes?: number
+  /**
+   * The checksum of the primary's history behind `watermark` (see `checksumAt`): the position is
+   * `(watermark, checksum)`. Null or absent: unknown (never synced, or written by a version that
+   * kept no history).
+   */
+  checksum?: string | null
+  /** A primary demoted to rejoin as a replica (`mirror-level demote`): see {@link DemotedHello}. */
+  demoted?: DemotedHello | null
+}
+
+/** What a demoted primary tells the primary it rejoins: where its own line stood. */
+export interface DemotedHello {
+  /** Its own history and head when it was demoted. */
+  history: HistoryEntry[]
+  head: number
+  /**
+   * Its log: `[from, to, keys]`, the keys its writes `(from, to]` changed, oldest first; null when
+   * they are too many to list here or a record says "any key" (the rejoin is then a full copy).
+   */
+  records: Array<[number, number, Buffer[]]> | null
 }
 
 /** The replica's answer to a part. */

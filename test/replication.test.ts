@@ -281,7 +281,7 @@ describe('replica engine', () => {
     await expect(engine.apply({ generation: gen, from: 3, to: 4, index: 0, final: true, full: false, ops: [put('c', '3')] }))
       .rejects.toMatchObject({ code: 'MIRROR_GAP' })
     expect(await serialize(db as never)).toBe(before)
-    expect(engine.hello()).toEqual({ generation: gen, watermark: 2, pending: null, foreign: null })
+    expect(engine.hello()).toEqual({ generation: gen, watermark: 2, pending: null, foreign: null, checksum: null, demoted: null })
     await engine.close()
   })
 
@@ -367,7 +367,7 @@ describe('replica engine', () => {
     await engine.close()
     const again = new ReplicaEngine(db as never, { maxApplyBytes: 1 })
     await again.open()
-    expect(again.hello()).toEqual({ generation: null, watermark: 0, pending: { to: 3, generation: gen, parts: 1, upto: Buffer.from('m') }, foreign: null })
+    expect(again.hello()).toEqual({ generation: null, watermark: 0, pending: { to: 3, generation: gen, parts: 1, upto: Buffer.from('m') }, foreign: null, checksum: null, demoted: null })
     expect(await serialize(db as never)).toBe('[]') // staged, not applied
     await again.apply({ generation: gen, from: 0, to: 4, index: 1, final: true, full: true, range: { after: Buffer.from('m'), upto: null }, ops: [put('x', '2')] })
     expect(again.hello()).toMatchObject({ generation: gen, watermark: 4, pending: null })
@@ -375,7 +375,7 @@ describe('replica engine', () => {
     await again.close()
     const third = new ReplicaEngine(db as never)
     await third.open()
-    expect(third.hello()).toEqual({ generation: gen, watermark: 4, pending: null, foreign: null })
+    expect(third.hello()).toEqual({ generation: gen, watermark: 4, pending: null, foreign: null, checksum: null, demoted: null })
     expect(await db.get('q')).toBeUndefined()
     await third.close()
   })

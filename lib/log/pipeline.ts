@@ -46,6 +46,8 @@ export class Pipeline {
   // After a failed commit we do not know for sure that nothing landed; re-read the head first.
   #uncertain = false
   #maintaining = new Set<string>()
+  // Ops that go into the next commit with a new seq, atomically with it (a new history entry).
+  #prelude: { ops: InnerOp[], committed: () => void } | null = null
   head: Head
 
   constructor (inner: InnerDb, head: Head, options: PipelineOptions) {
@@ -62,6 +64,14 @@ export class Pipeline {
       this.#queue.push({ ops, bytes, sync, resolve, reject })
       this.#kick()
     })
+  }
+
+  /**
+   * Adds `ops` to the next commit of user writes, atomically with it; `committed` runs once that
+   * commit has landed. (A failed commit keeps them for the next.)
+   */
+  withNextCommit (ops: InnerOp[], committed: () => void): void {
+    this.#prelude = { ops, committed }
   }
 
   /** Runs `job` alone, after every write queued before it. */
@@ -196,6 +206,8 @@ export class Pipeline {
     const recordKey = logKey(seq)
     const record = encodeRecord(from, keys)
     const head = { seq, logBytes: this.head.logBytes + recordKey.length + record.length }
+    const prelude = this.#prelude
+    if (prelude !== null) ops.push(...prelude.ops)
     ops.push({ type: 'put', key: recordKey, value: record })
     ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) })
     try {
@@ -206,6 +218,10 @@ export class Pipeline {
       throw err
     }
     this.head = head
+    if (prelude !== null && this.#prelude === prelude) {
+      this.#prelude = null
+      prelude.committed()
+    }
     this.#options.onCommit(seq, head, bytes)
     return seq
   }

@@ -1,7 +1,7 @@
 import { AbstractIterator, AbstractLevel, type AbstractDatabaseOptions, type AbstractSnapshot } from 'abstract-level'
 import { Packr } from 'msgpackr'
-import { randomBytes } from 'node:crypto'
 import { MirrorError, codes } from '../errors'
+import { decodeHistory, encodeHistory, newGeneration, type HistoryEntry } from '../history'
 import { HEAD_KEY, decodeHead, encodeHead } from '../log/head'
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { isReserved, metaKeys, reservedEnd, reservedStart } from '../keyspace'
@@ -109,7 +109,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #onReplicaDown: OnReplicaDown
   #replicaTimeout: number
   #closeTimeout: number
-  #history: Array<[string, number]> = []
+  #history: HistoryEntry[] = []
   #replication: Replication | null = null
 
   constructor (inner: InnerDb, options: MirrorLevelOptions<KDefault, VDefault> = {}) {
@@ -211,12 +211,15 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       }
     })
     this.#pipeline = pipeline
+    // The first write after this open starts a new history entry, atomically with it: a copy of
+    // this store opened elsewhere writes under another entry, so its positions never pass for ours.
+    const next: HistoryEntry[] = [...this.#history, [newGeneration(), stored.seq]]
+    pipeline.withNextCommit([{ type: 'put', key: HISTORY_KEY, value: encodeHistory(next) }], () => { this.#history = next })
     this.#truncateTo = 0
     if (stored.logBytes > this.#logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
       inner: this.#inner,
-      generation: this.#history[this.#history.length - 1][0],
-      history: () => this.#history.map(([g, s]) => [g, s]),
+      history: () => this.#history,
       head: () => pipeline.head.seq,
       truncate: (seq) => this.#truncate(seq),
       emit: (event, payload) => this.#emitSafely(event, payload)
@@ -229,11 +232,11 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const below = await this.#inner.keys({ lt: reservedStart, limit: 1, keyEncoding: 'buffer' }).all()
     const above = below.length > 0 ? [] : await this.#inner.keys({ gte: reservedEnd, limit: 1, keyEncoding: 'buffer' }).all()
     this.#origin = { format: FORMAT, createdAt: Date.now(), preexisting: below.length + above.length > 0 }
-    const generation = randomBytes(16).toString('hex')
+    const generation = newGeneration()
     this.#history = [[generation, 0]]
     await this.#inner.batch([
       { type: 'put', key: HEAD_KEY, value: encodeHead({ seq: 0, logBytes: 0 }) },
-      { type: 'put', key: HISTORY_KEY, value: packr.pack([[generation, 0]]) },
+      { type: 'put', key: HISTORY_KEY, value: encodeHistory(this.#history) },
       { type: 'put', key: ORIGIN_KEY, value: packr.pack(this.#origin) }
     ], BUFFERS)
   }
@@ -441,19 +444,6 @@ function isAbstractLevel (db: unknown): db is InnerDb {
 function isAdapter (a: unknown): a is ReplicaAdapter {
   const x = a as ReplicaAdapter
   return typeof x === 'object' && x !== null && typeof x.hello === 'function' && typeof x.apply === 'function' && typeof x.close === 'function'
-}
-
-function decodeHistory (value: Uint8Array): Array<[string, number]> {
-  let history: unknown
-  try {
-    history = packr.unpack(value)
-  } catch (err) {
-    throw new MirrorError('The stored generation history cannot be decoded', codes.CORRUPT, { cause: err })
-  }
-  if (!Array.isArray(history) || history.length === 0 || !history.every((h) => Array.isArray(h) && typeof h[0] === 'string' && Number.isSafeInteger(h[1]))) {
-    throw new MirrorError('The stored generation history is malformed', codes.CORRUPT)
-  }
-  return history as Array<[string, number]>
 }
 
 function decodeOrigin (value: Uint8Array): Origin {

@@ -8,7 +8,9 @@ import { positiveInteger } from '../options'
 import { userRanges } from '../user-ranges'
 import { Journal, unlistedKeys, type StagedPart } from './journal'
 import { opsBytes, validatePart } from './part-codec'
-import { decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
+import { NEVER_SYNCED, decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
+import { checksum, type HistoryEntry } from '../history'
+import { demotedRecords, trimDiscarded } from './discarded'
 
 /** Options of {@link ReplicaEngine}. */
 export interface ReplicaEngineOptions {
@@ -66,7 +68,9 @@ export class ReplicaEngine {
   #journal: Journal
   #maxApplyBytes: number
   #memory: MemoryBudget | null
-  #state: ReplicaState = { generation: null, watermark: 0 }
+  #state: ReplicaState = NEVER_SYNCED
+  // A demoted primary's log records, sent in its hello so that its new primary can rejoin it.
+  #demotedRecords: Array<[number, number, Buffer[]]> | null = null
   #staged: Staged | null = null
   #foreign: 'data' | 'primary' | null = null
   #queue: Promise<unknown> = Promise.resolve()
@@ -97,13 +101,14 @@ export class ReplicaEngine {
     try {
       await this.#db.open()
       const [state, journal] = await this.#db.getMany([metaKeys.replica, metaKeys.journal], BUFFERS)
-      this.#state = state === undefined ? { generation: null, watermark: 0 } : decodeReplicaState(state)
+      this.#state = state === undefined ? NEVER_SYNCED : decodeReplicaState(state)
       const header = journal === undefined ? null : decodeJournal(journal)
       this.#staged = header === null ? null : { header, held: null }
       if (header?.committed === true) await this.#applyJournal(header)
       else if (header !== null && !header.full) await this.#dropStaged()
       else if (header === null) await this.#journal.clear()
       this.#foreign = await this.#detectForeign()
+      this.#demotedRecords = this.#state.demoted !== null ? await demotedRecords(this.#db) : null
       this.#open = true
     } catch (err) {
       this.#staged = null
@@ -115,7 +120,7 @@ export class ReplicaEngine {
   async #detectForeign (): Promise<'data' | 'primary' | null> {
     const [head, history] = await this.#db.getMany([metaKeys.head, metaKeys.history], BUFFERS)
     if (head !== undefined || history !== undefined) return 'primary'
-    if (this.#state.generation !== null) return null
+    if (this.#state.generation !== null || this.#state.demoted !== null) return null
     for (const range of userRanges(null, null)) {
       const first = await this.#db.keys({ ...range, limit: 1, keyEncoding: 'buffer' }).all()
       if (first.length > 0) return 'data'
@@ -143,7 +148,15 @@ export class ReplicaEngine {
     const pending: PendingCopy | null = j !== null && j.full && !j.committed && !j.copyDone
       ? { to: j.to, generation: j.generation, parts: j.parts, upto: j.upto }
       : null
-    return { generation: this.#state.generation, watermark: this.#state.watermark, pending, foreign: this.#foreign }
+    const { generation, watermark, history, demoted } = this.#state
+    return {
+      generation,
+      watermark,
+      pending,
+      foreign: this.#foreign,
+      checksum: history === null ? null : checksum(history),
+      demoted: demoted === null ? null : { history: demoted.history, head: demoted.head, records: this.#demotedRecords }
+    }
   }
 
   /**
@@ -186,9 +199,13 @@ export class ReplicaEngine {
     if (this.#staged?.header.committed === true && this.#staged.held === null) await this.#applyJournal(this.#staged.header)
     const st = this.#state
     const ack = { watermark: st.watermark }
+    const rejoining = !part.full && st.demoted !== null && (part.index === 0 ? part.rejoin !== undefined : this.#staged?.header.rejoin !== null)
     if (part.full) {
       if (part.generation === st.generation && part.to <= st.watermark) return ack
+    } else if (rejoining) {
+      if (part.index === 0 && part.rejoin!.fork > st.demoted!.head) throw bad(`the fork (seq ${part.rejoin!.fork}) is past this demoted primary's head (${st.demoted!.head})`)
     } else {
+      if (st.demoted !== null) throw new MirrorError('This is a demoted primary: it rejoins with a rejoin batch from the fork, or a full copy', codes.GAP)
       if (st.generation === null) throw new MirrorError('This replica was never synced: it needs a full copy first', codes.GAP)
       if (part.to <= st.watermark) return ack
       if (part.index === 0 && part.from > st.watermark) {
@@ -210,6 +227,7 @@ export class ReplicaEngine {
     header.piece = continuePieces(header.piece, part.ops, part.full && part.range === undefined && !header.copyDone)
     if (part.final && header.piece !== null) throw bad('the batch ends in the middle of a value')
     if (part.final && header.full && !header.copyDone) throw bad('a full batch cannot end before its copy reaches the end of the keyspace')
+    if (part.final) header.history = nextHistory(header, st, part)
     header.committed = part.final
 
     const staged: Staged = part.index === 0 ? { header, held: emptyHeld() } : { ...this.#staged!, header }
@@ -227,7 +245,9 @@ export class ReplicaEngine {
   // The header after `part`, or an error if it does not follow the batch being received.
   #follow (part: BatchPart): JournalHeader {
     const j = this.#staged?.header ?? null
-    if (j === null || j.committed || j.parts !== part.index || j.full !== part.full || j.generation !== part.generation) {
+    // A resumed copy reaches a later seq, which may be in a later generation of the same line.
+    const sameLine = j !== null && (j.generation === part.generation || (part.full && part.to > j.to))
+    if (j === null || j.committed || j.parts !== part.index || j.full !== part.full || !sameLine) {
       throw bad(`part ${part.index} does not follow the staged batch (${j === null ? 'none' : `${j.parts} parts`})`)
     }
     if (!part.full && (j.from !== part.from || j.to !== part.to)) throw bad('a later part of an incremental batch must have its batch\'s from and to')
@@ -243,6 +263,7 @@ export class ReplicaEngine {
     }
     return {
       ...j,
+      generation: part.generation,
       to: part.to,
       parts: j.parts + 1,
       upto: part.range !== undefined ? copyUpto : j.upto,
@@ -334,16 +355,28 @@ export class ReplicaEngine {
 
   // The ops that end a batch: the new state, the journal gone, and what overwriting replaces.
   #finishOps (header: JournalHeader, journaled: boolean): InnerOp[] {
-    const ops: InnerOp[] = [{ type: 'put', key: metaKeys.replica, value: encodeReplicaState({ generation: header.generation, watermark: header.to }) }]
+    const ops: InnerOp[] = [{ type: 'put', key: metaKeys.replica, value: encodeReplicaState({ generation: header.generation, watermark: header.to, history: header.history, demoted: null }) }]
     if (journaled) ops.push({ type: 'del', key: metaKeys.journal })
     if (header.overwrite) for (const key of [metaKeys.head, metaKeys.history, metaKeys.origin]) ops.push({ type: 'del', key })
     return ops
   }
 
   async #settle (header: JournalHeader): Promise<void> {
-    this.#state = { generation: header.generation, watermark: header.to }
+    const demoted = this.#state.demoted
+    this.#state = { generation: header.generation, watermark: header.to, history: header.history, demoted: null }
     this.#staged = null
-    if (header.overwrite && this.#foreign === 'primary') await this.#db.clear({ ...logRange, keyEncoding: 'buffer' })
+    // What a primary's store kept for itself is gone with it: the log of the store it replaced.
+    if ((header.overwrite && this.#foreign === 'primary') || demoted !== null) await this.#db.clear({ ...logRange, keyEncoding: 'buffer' })
+    if (demoted?.saved !== null && demoted?.saved !== undefined && header.rejoin !== null) {
+      const fork = header.rejoin
+      const spans = this.#demotedRecords === null || this.#demotedRecords.some(([from, to]) => from < fork && fork < to)
+      try {
+        trimDiscarded(demoted.saved, fork, spans)
+      } catch {
+        // The file keeps every write the log named (a superset): nothing is lost if it cannot be narrowed.
+      }
+    }
+    this.#demotedRecords = null
     if (header.full) this.#foreign = null
   }
 
@@ -400,8 +433,23 @@ function firstHeader (part: BatchPart): JournalHeader {
     upto,
     copyDone: part.full && upto === null,
     piece: null,
-    overwrite: part.overwrite === true
+    overwrite: part.overwrite === true,
+    rejoin: part.rejoin?.fork ?? null,
+    history: null
   }
+}
+
+// The primary's history the replica keeps once this batch is applied: what it had (nothing, for a
+// copy or a rejoin) with the entries the final part brings.
+function nextHistory (header: JournalHeader, state: ReplicaState, part: BatchPart): HistoryEntry[] | null {
+  const fresh = header.full || header.rejoin !== null
+  const base = fresh ? [] : state.history
+  if (part.history === undefined) return fresh ? null : base
+  if (base === null || part.history.from > base.length) {
+    if (part.history.from !== 0) throw bad(`history from entry ${part.history.from}, but the replica keeps ${base?.length ?? 'no'} entries`)
+    return part.history.entries
+  }
+  return [...base.slice(0, part.history.from), ...part.history.entries]
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr'
 import type { BatchPart, ReplicaOp } from '../adapter'
 import { MirrorError, codes } from '../errors'
+import { isHistory } from '../history'
 import { isReserved } from '../keyspace'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
@@ -30,6 +31,18 @@ export function validatePart (input: unknown): BatchPart {
   if (!Array.isArray(p.ops)) throw bad('ops must be an array')
   if (p.overwrite !== undefined && p.overwrite !== null && typeof p.overwrite !== 'boolean') throw bad('overwrite must be a boolean')
   if (p.overwrite === true && (!p.full || p.index !== 0)) throw bad('only the first part of a full batch can overwrite')
+  let history: BatchPart['history']
+  if (p.history !== undefined && p.history !== null) {
+    const h = p.history as Record<string, unknown>
+    if (!p.final || typeof h !== 'object' || !isSeq(h.from) || !isHistory(h.entries)) throw bad('history must be { from, entries } on a final part')
+    history = { from: h.from, entries: h.entries }
+  }
+  let rejoin: BatchPart['rejoin']
+  if (p.rejoin !== undefined && p.rejoin !== null) {
+    const r = p.rejoin as Record<string, unknown>
+    if (p.full || p.index !== 0 || typeof r !== 'object' || !isSeq(r.fork) || r.fork !== p.from) throw bad('rejoin must be { fork } on the first part of an incremental batch from the fork')
+    rejoin = { fork: r.fork }
+  }
   let range: BatchPart['range']
   if (p.range !== undefined && p.range !== null) {
     if (!p.full) throw bad('only a full batch has ranges')
@@ -59,6 +72,8 @@ export function validatePart (input: unknown): BatchPart {
   }
   const part: BatchPart = { generation: p.generation, from: p.from, to: p.to, index: p.index, final: p.final, full: p.full, range, ops }
   if (p.overwrite === true) part.overwrite = true
+  if (history !== undefined) part.history = history
+  if (rejoin !== undefined) part.rejoin = rejoin
   return part
 }
 

@@ -1,4 +1,5 @@
 import { MirrorError, codes } from '../errors'
+import { isHistory, type HistoryEntry } from '../history'
 import { packState, unpackState } from './part-codec'
 
 /** What a replica holds, stored under the meta key `replica` atomically with the data it covers. */
@@ -7,6 +8,10 @@ export interface ReplicaState {
   generation: string | null
   /** The seq of the primary state it holds. */
   watermark: number
+  /** The primary's history behind the watermark (null: never synced, or kept by an older version). */
+  history: HistoryEntry[] | null
+  /** A demoted primary waiting to rejoin: its own history and head, and where its discarded writes were saved. */
+  demoted: { history: HistoryEntry[], head: number, saved: string | null } | null
 }
 
 /** The header of a staged batch (the journal), stored under the meta key `journal`. */
@@ -25,6 +30,10 @@ export interface JournalHeader {
   piece: Buffer | null
   /** The batch replaces what the replica held although no primary of this line sent it. */
   overwrite: boolean
+  /** The batch takes a demoted primary onto this line from this fork seq (null: it does not). */
+  rejoin: number | null
+  /** The primary's history the replica holds once the batch is applied (set by the final part). */
+  history: HistoryEntry[] | null
 }
 
 const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -39,8 +48,21 @@ export function decodeReplicaState (value: Uint8Array): ReplicaState {
   if (typeof s !== 'object' || s === null || !(s.generation === null || (typeof s.generation === 'string' && s.generation.length > 0)) || !isSeq(s.watermark)) {
     throw new MirrorError('The stored replica state is malformed (it needs a generation and a numeric watermark)', codes.CORRUPT)
   }
-  return { generation: s.generation as string | null, watermark: s.watermark }
+  const history = s.history === undefined || s.history === null ? null : s.history
+  if (history !== null && !isHistory(history)) throw new MirrorError('The stored replica state has a malformed history', codes.CORRUPT)
+  const d = s.demoted as Record<string, unknown> | null | undefined
+  if (d !== undefined && d !== null && (typeof d !== 'object' || !isHistory(d.history) || !isSeq(d.head) || !(d.saved === null || typeof d.saved === 'string'))) {
+    throw new MirrorError('The stored replica state has a malformed demotion record', codes.CORRUPT)
+  }
+  return {
+    generation: s.generation as string | null,
+    watermark: s.watermark,
+    history,
+    demoted: d === undefined || d === null ? null : { history: d.history as HistoryEntry[], head: d.head as number, saved: d.saved as string | null }
+  }
 }
+
+export const NEVER_SYNCED: ReplicaState = Object.freeze({ generation: null, watermark: 0, history: null, demoted: null }) as ReplicaState
 
 export function encodeJournal (header: JournalHeader): Buffer {
   return packState(header)
@@ -64,6 +86,8 @@ export function decodeJournal (value: Uint8Array): JournalHeader {
     upto: key(j.upto),
     copyDone: j.copyDone,
     piece: key(j.piece),
-    overwrite: j.overwrite === true
+    overwrite: j.overwrite === true,
+    rejoin: isSeq(j.rejoin) ? j.rejoin : null,
+    history: isHistory(j.history) ? j.history : null
   }
 }

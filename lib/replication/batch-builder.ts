@@ -17,7 +17,7 @@ export interface PartLimits {
 }
 
 export type Plan =
-  | { kind: 'incremental', from: number, to: number }
+  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] } }
   | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null, overwrite?: boolean }
 
 /**
@@ -139,7 +139,7 @@ const KEY_SET_MAX_BYTES = 16 * 1024 * 1024
  * in the snapshot (or a del). A key set larger than the bounds above is shipped in rounds; a key
  * named in two rounds is shipped twice with the same value, which is harmless.
  */
-async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits): AsyncGenerator<OpsChunk> {
+async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = []): AsyncGenerator<OpsChunk> {
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
   const flush = async function * (): AsyncGenerator<OpsChunk> {
@@ -159,14 +159,17 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     }
     if (part.ops.length > 0) yield part.take()
   }
+  const add = async function * (key: Buffer): AsyncGenerator<OpsChunk> {
+    const id = key.toString('latin1')
+    if (keys.has(id)) return
+    keys.set(id, key)
+    keyBytes += key.length + 64
+    if (keys.size >= KEY_SET_MAX_KEYS || keyBytes >= KEY_SET_MAX_BYTES) yield * flush()
+  }
+  // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
+  for (const key of also) yield * add(key)
   for await (const record of readRecords(source, after, to)) {
-    for (const key of record.keys ?? []) {
-      const id = key.toString('latin1')
-      if (keys.has(id)) continue
-      keys.set(id, key)
-      keyBytes += key.length + 64
-      if (keys.size >= KEY_SET_MAX_KEYS || keyBytes >= KEY_SET_MAX_BYTES) yield * flush()
-    }
+    for (const key of record.keys ?? []) yield * add(key)
   }
   if (keys.size > 0) yield * flush()
 }
@@ -200,10 +203,11 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
     if (held !== null) yield held
     held = { ...part, generation, index: index++, final: false }
     if (held.index === 0 && plan.kind === 'full' && plan.overwrite === true) held.overwrite = true
+    if (held.index === 0 && plan.kind === 'incremental' && plan.rejoin !== undefined) held.rejoin = { fork: plan.rejoin.fork }
   }
 
   if (plan.kind === 'incremental') {
-    for await (const { ops } of changedOps(source, plan.from, plan.to, limits)) {
+    for await (const { ops } of changedOps(source, plan.from, plan.to, limits, plan.rejoin?.keys)) {
       yield * emit({ from: plan.from, to: plan.to, full: false, ops })
     }
     // A batch with nothing to change still moves the watermark (e.g. writes that were refused).

@@ -1,5 +1,6 @@
 import type { ReplicaAdapter } from '../adapter'
 import { MirrorError, codes } from '../errors'
+import type { HistoryEntry } from '../history'
 import type { InnerDb } from '../inner'
 import { Replicator, resolveReplicaOptions, type ReplicaState, type ReplicatorHost } from './replicator'
 
@@ -45,8 +46,7 @@ export interface ReplicaBatchEvent {
 
 export interface ReplicationHost {
   readonly inner: InnerDb
-  readonly generation: string
-  history (): Array<[string, number]>
+  history (): HistoryEntry[]
   head (): number
   /** Deletes log records that every replica has applied (records ending at or before `seq`). */
   truncate (seq: number): void
@@ -101,7 +101,6 @@ export class Replication {
     const self = this
     const replicatorHost: ReplicatorHost = {
       inner: host.inner,
-      generation: host.generation,
       history: () => host.history(),
       head: () => host.head(),
       urgent () { return self.#waiters.length > 0 },

@@ -5,6 +5,7 @@ import { HEAD_KEY, decodeHead } from '../log/head'
 import { BUFFERS, type InnerDb } from '../inner'
 import { nonNegativeInteger, positiveInteger } from '../options'
 import { Signal, backoff } from './signal'
+import { checksumAt, describeHistory, forkPoint, generationAt, historyAt, type HistoryEntry } from '../history'
 
 /** Where a replica stands, as `status()` reports it. */
 export type ReplicaState =
@@ -78,9 +79,8 @@ const CANNOT_CURE: ReadonlySet<string> = new Set([
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
 export interface ReplicatorHost {
   readonly inner: InnerDb
-  readonly generation: string
-  /** The primary's generation history: `[generation, first seq]`, oldest first. */
-  history (): Array<[string, number]>
+  /** The primary's generation history, oldest first. */
+  history (): HistoryEntry[]
   /** The last committed seq. */
   head (): number
   /** Whether a write waits on this replica in a sync mode (ship without the coalescing delay). */
@@ -113,6 +113,10 @@ export class Replicator {
   #attempt = 0
   // The largest part the transport carries, from the replica's hello.
   #maxPartBytes = Infinity
+  // A demoted primary's fork and log, while it waits to rejoin.
+  #rejoin: { fork: number, records: Array<[number, number, Buffer[]]> | null } | null = null
+  // The replica keeps our history with its watermark (false: an older replica that did not).
+  #knownHistory = false
   /** The replica's watermark as last reported or acknowledged (-1: not yet known). */
   watermark = -1
   /** The highest seq the replica has received (memsync); at least the watermark. */
@@ -211,39 +215,65 @@ export class Replicator {
     }
   }
 
-  // The replica's history must be a prefix of ours: a generation we know, not past its fork; and
-  // it must hold nothing that we did not send it, unless we were told to overwrite it.
+  // The replica's position must be one of ours: the same history behind its watermark, not past
+  // our head; and it must hold nothing that we did not send it, unless we were told to overwrite it.
+  // A demoted primary rejoins from the seq where our histories forked.
   #accept (hello: ReplicaHello): void {
-    this.pendingCopy = hello.pending !== null && hello.pending.generation === this.#host.generation ? hello.pending.to : null
+    const history = this.#host.history()
+    const head = this.#host.head()
+    const pending = hello.pending
+    this.pendingCopy = pending !== null && pending.to <= head && generationAt(history, pending.to) === pending.generation ? pending.to : null
     this.#maxPartBytes = typeof hello.maxPartBytes === 'number' && hello.maxPartBytes > 0 ? hello.maxPartBytes : Infinity
+    this.#rejoin = null
+    this.#knownHistory = typeof hello.checksum === 'string'
+    this.reason = null
+    if (hello.demoted !== undefined && hello.demoted !== null) {
+      const d = hello.demoted
+      const fork = forkPoint(history, head, d.history, d.head)
+      this.consistent = false
+      this.watermark = Math.max(fork, 0)
+      this.received = this.watermark
+      if (fork < 0) {
+        this.reason = `replica '${this.name}' is a demoted primary of an unrelated history (${describeHistory(d.history)}): it gets a full copy`
+      } else {
+        this.#rejoin = { fork, records: d.records }
+        // Keep the log from the fork on: the rejoin needs what we changed since.
+        this.pendingCopy = fork
+      }
+      this.#host.changed(this)
+      return
+    }
     if (hello.foreign !== undefined && hello.foreign !== null && !this.options.overwrite) {
       throw new MirrorError(hello.foreign === 'primary'
-        ? `replica '${this.name}' is another primary's store, not a replica: not writing to it (set the adapter's overwrite option to replace it)`
+        ? `replica '${this.name}' is another primary's store, not a replica: not writing to it (demote it with \`mirror-level demote\` to rejoin it, or set the adapter's overwrite option to replace it)`
         : `replica '${this.name}' holds data that this primary did not send it: not writing to it (set the adapter's overwrite option to replace it)`, codes.REPLICA_NOT_EMPTY)
     }
     if (hello.generation === null) {
       this.consistent = false
       this.watermark = hello.watermark
       this.received = hello.watermark
-      this.reason = null
       this.#host.changed(this)
       return
     }
-    const history = this.#host.history()
-    const at = history.findIndex(([g]) => g === hello.generation)
-    if (at === -1) {
-      throw new MirrorError(`replica '${this.name}' holds generation ${hello.generation}, which this primary does not know: it took writes elsewhere (split-brain); not writing to it`, codes.DIVERGED)
+    if (hello.watermark > head) {
+      throw new MirrorError(`replica '${this.name}' is at seq ${hello.watermark}, ahead of this primary (seq ${head}): it holds writes this primary does not have (split-brain, or this primary lost writes); not writing to it. ` +
+        `This primary's history: ${describeHistory(history)}. To keep the replica's writes, restore a primary from it; to drop them, demote the replica's side.`, codes.DIVERGED)
     }
-    if (at + 1 < history.length && hello.watermark > history[at + 1][1]) {
-      throw new MirrorError(`replica '${this.name}' has writes of generation ${hello.generation} past seq ${history[at + 1][1]}, where this primary's history forked: not writing to it`, codes.DIVERGED)
-    }
-    if (hello.watermark > this.#host.head()) {
-      throw new MirrorError(`replica '${this.name}' is at seq ${hello.watermark}, ahead of this primary (seq ${this.#host.head()}): not writing to it`, codes.DIVERGED)
+    if (this.#knownHistory) {
+      if (checksumAt(history, hello.watermark) !== hello.checksum) {
+        throw new MirrorError(`replica '${this.name}' holds another history at seq ${hello.watermark} (generation ${hello.generation}, checksum ${String(hello.checksum).slice(0, 8)}) than this primary ` +
+          `(${describeHistory(historyAt(history, hello.watermark))}): one of them took writes the other does not have (split-brain, or a primary restored from an older copy of itself); not writing to it`, codes.DIVERGED)
+      }
+    } else {
+      // A replica written by a version that kept no history: its generation must be ours, not past its fork.
+      const at = history.findIndex(([g]) => g === hello.generation)
+      if (at === -1 || (at + 1 < history.length && hello.watermark > history[at + 1][1])) {
+        throw new MirrorError(`replica '${this.name}' holds generation ${hello.generation} at seq ${hello.watermark}, which is not in this primary's history (${describeHistory(history)}): not writing to it`, codes.DIVERGED)
+      }
     }
     this.consistent = true
     this.watermark = hello.watermark
     this.received = hello.watermark
-    this.reason = null
     this.#host.changed(this)
   }
 
@@ -281,7 +311,7 @@ export class Replicator {
       const raw = await inner.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
       const to = raw === undefined ? 0 : decodeHead(raw).seq
       const plan = await this.#plan(source, to, resume)
-      if (plan.kind === 'full') {
+      if (plan.kind === 'full' || plan.rejoin !== undefined) {
         this.#setState('syncing')
         await this.#shipBatch(source, plan)
       } else {
@@ -310,8 +340,10 @@ export class Replicator {
       this.#host.changed(this)
     }
     const limits = { maxOps: this.options.maxBatchOps, maxBytes: Math.min(this.options.maxBatchBytes, this.#maxPartBytes) }
-    for await (const part of buildParts(source, plan, this.#host.generation, limits)) {
+    const history = this.#host.history()
+    for await (const part of buildParts(source, plan, generationAt(history, to), limits)) {
       if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
+      if (part.final) part.history = this.#historyFor(plan, history)
       const onReceived = part.final ? () => this.#received(to) : undefined
       const ack = await this.adapter.apply(part, onReceived)
       parts++
@@ -323,6 +355,8 @@ export class Replicator {
         this.watermark = ack.watermark
         this.consistent = true
         this.pendingCopy = null
+        this.#rejoin = null
+        this.#knownHistory = true
       }
     }
     this.#attempt = 0
@@ -337,9 +371,24 @@ export class Replicator {
     }
   }
 
+  // The history entries the replica lacks after this batch: all of them for a copy, a rejoin or a
+  // replica that kept none; else those that start between its watermark and `to`.
+  #historyFor (plan: Plan, history: HistoryEntry[]): BatchPart['history'] {
+    const entries = historyAt(history, plan.to)
+    const from = plan.kind === 'full' || plan.rejoin !== undefined || !this.#knownHistory ? 0 : historyAt(history, plan.from).length
+    return from < entries.length ? { from, entries: entries.slice(from) } : undefined
+  }
+
   async #plan (source: SnapshotSource, to: number, resume: ReplicaHello['pending']): Promise<Plan> {
     const overwrite = this.options.overwrite
-    const mine = resume !== null && resume.generation === this.#host.generation && resume.to <= to
+    if (this.#rejoin !== null) {
+      const { fork, records } = this.#rejoin
+      const theirs = records === null ? null : namedAfter(records, fork)
+      if (theirs !== null && await logCovers(source, fork, to)) return { kind: 'incremental', from: fork, to, rejoin: { fork, keys: theirs } }
+      this.reason = `replica '${this.name}' is a demoted primary whose changes since the fork (seq ${fork}) ${theirs === null ? 'its log cannot name' : 'this primary\'s log no longer covers'}: it gets a full copy`
+      return { kind: 'full', to, resume: null, overwrite: true }
+    }
+    const mine = resume !== null && resume.to <= to && generationAt(this.#host.history(), resume.to) === resume.generation
     if (mine && await logCovers(source, resume.to, to)) {
       return { kind: 'full', to, resume: { index: resume.parts, after: resume.upto, seq: resume.to }, overwrite }
     }
@@ -348,6 +397,19 @@ export class Replicator {
     }
     return { kind: 'full', to, resume: null, overwrite }
   }
+}
+
+// The keys a demoted primary's log names after `fork`, or null if its records do not reach back to it.
+function namedAfter (records: Array<[number, number, Buffer[]]>, fork: number): Buffer[] | null {
+  const keys: Buffer[] = []
+  let reach: number | null = null
+  for (const [from, to, named] of records) {
+    if (to <= fork) continue
+    if (reach === null && from > fork) return null
+    reach = to
+    keys.push(...named)
+  }
+  return keys
 }
 
 function partBytes (part: BatchPart): number {
