@@ -48,7 +48,13 @@ export const codes = {
   /** A write was made through a read-only view (a replica's reader). */
   READ_ONLY: 'MIRROR_READ_ONLY',
   /** An event listener threw. Reported (the `error` event, or a process warning); nothing stopped. */
-  LISTENER: 'MIRROR_LISTENER'
+  LISTENER: 'MIRROR_LISTENER',
+  /** A store is not what the operation needs: promote needs a synced replica, demote a primary, restore an empty target. */
+  WRONG_ROLE: 'MIRROR_WRONG_ROLE',
+  /** The key may not do this: read or write this resource (the server's key file gives each key its rights). */
+  FORBIDDEN: 'MIRROR_FORBIDDEN',
+  /** What arrived does not match its source (a restore's checksum, a verify's fingerprints). */
+  MISMATCH: 'MIRROR_MISMATCH'
 } as const
 
 export type MirrorErrorCode = (typeof codes)[keyof typeof codes]

@@ -72,6 +72,10 @@ export interface Origin {
   createdAt: number
   /** The store held user data before it was first wrapped: that data is in no log record. */
   preexisting: boolean
+  /** The store became a primary by promotion of a replica (`mirror-level promote`) at this seq. */
+  promoted?: { from: string, seq: number }
+  /** The store was restored from a replica (`mirror-level restore`) at this seq. */
+  restored?: { from: string, seq: number }
 }
 
 /** The primary's position: the last committed seq and the log's size. */
@@ -279,9 +283,12 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     await this.#replication.replicated(timeout)
   }
 
-  // Deletes records every replica has applied.
+  // Deletes records every replica has applied. A promoted or restored store keeps them from where
+  // it took over (within the budget): the primary it replaced may come back, demoted, and rejoin
+  // with the keys changed since then instead of a full copy.
   #truncate (seq: number): void {
-    this.#truncateTo = Math.max(this.#truncateTo, seq)
+    const tookOver = this.#origin?.promoted?.seq ?? this.#origin?.restored?.seq ?? Infinity
+    this.#truncateTo = Math.max(this.#truncateTo, Math.min(seq, tookOver))
     this.#maintain('truncation', (head) => truncationStep(this.#inner, head, this.#truncateTo, 10_000))
   }
 

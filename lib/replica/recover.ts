@@ -17,7 +17,13 @@ export interface RecoveryReport {
  * or a plain store is left as it is. The db is closed at the end.
  */
 export async function recoverStore (db: InnerDb): Promise<RecoveryReport> {
-  const before = await inspectStore(db)
+  let before: StoreReport
+  try {
+    before = await inspectStore(db)
+  } catch (err) {
+    await db.close()
+    throw err
+  }
   if (before.role !== 'replica') {
     await db.close()
     return { action: 'none', after: before, text: `nothing to recover: ${before.role === 'primary' ? 'a primary\'s store is always consistent' : 'not a mirror-level replica'}` }

@@ -1,0 +1,154 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { cpSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ClassicLevel } from 'classic-level'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import { LevelReplica } from '../adapters/level'
+import { promoteStore } from '../lib/replica/promote'
+import { demoteStore } from '../lib/replica/demote'
+import { decodeBytes } from '../lib/replica/discarded'
+import { tempDir, userData } from './helpers'
+import { until } from './replication-helpers'
+
+type Batch = { name: string, from: number, to: number, full: boolean, ops: number }
+
+async function data (path: string): Promise<Map<string, string>> {
+  const db = new ClassicLevel(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  try {
+    return await userData(db as never)
+  } finally {
+    await db.close()
+  }
+}
+
+function lines (file: string): Array<Record<string, unknown>> {
+  return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))
+}
+
+describe('positions prove their history', () => {
+  const tmp = tempDir()
+  afterAll(() => tmp.cleanup())
+
+  it('a primary restored from an older copy of itself that writes past a replica is refused (MIRROR_DIVERGED)', async () => {
+    const primary = join(tmp.dir, 'p')
+    const replica = join(tmp.dir, 'r')
+    const copy = join(tmp.dir, 'p-copy')
+    const db = new MirrorLevel(new ClassicLevel(primary), { replicas: [new LevelReplica(new ClassicLevel(replica))] })
+    for (let i = 0; i < 10; i++) await db.put(`k${i}`, 'first')
+    await db.replicated()
+    await db.close()
+    cpSync(primary, copy, { recursive: true }) // an older copy of the primary, at seq 10
+    await db.open()
+    for (let i = 0; i < 10; i++) await db.put(`k${i}`, 'second') // the replica reaches seq 20
+    await db.replicated()
+    await db.close()
+    const replicaBefore = await data(replica)
+
+    // The copy comes back in place of the primary, writes past the replica's seq, meets the replica.
+    const restored = new MirrorLevel(new ClassicLevel(copy), { replicas: [new LevelReplica(new ClassicLevel(replica), { retryMaxDelay: 100 })] })
+    await restored.open()
+    for (let i = 0; i < 15; i++) await restored.put(`other${i}`, 'x') // seq 25, another history
+    // (Its first look may come while it is still behind the replica: refused as ahead of it. Once it
+    // is past, the checksum of the history at the replica's seq is what refuses it.)
+    await until(() => /another history at seq 20/.test(restored.mirrorStatus().replicas[0].error ?? ''))
+    expect(restored.mirrorStatus().replicas[0]).toMatchObject({ state: 'refused', errorCode: 'MIRROR_DIVERGED' })
+    await restored.close()
+    expect(await data(replica)).toEqual(replicaBefore)
+  })
+})
+
+describe('failover: promote the replica, demote the old primary, rejoin without a full copy', () => {
+  const tmp = tempDir()
+  afterAll(() => tmp.cleanup())
+
+  it('saves exactly the old primary\'s writes after the fork, and every store ends equal to the new primary', async () => {
+    const oldDir = join(tmp.dir, 'old')
+    const replicaDir = join(tmp.dir, 'backup')
+    const other = join(tmp.dir, 'second-backup')
+    const lost = join(tmp.dir, 'lost-writes.jsonl')
+    const old = new MirrorLevel(new ClassicLevel(oldDir), { replicas: [new LevelReplica(new ClassicLevel(replicaDir)), new LevelReplica(new ClassicLevel(other))] })
+    for (let i = 0; i < 500; i++) await old.put(`k${i}`, `v${i}`)
+    await old.replicated()
+    const fork = old.head!.seq
+    await old.close()
+    // The old primary goes on alone (its replicas unreachable): these writes never reach anyone.
+    const alone = new MirrorLevel(new ClassicLevel(oldDir))
+    await alone.put('k1', 'lost-1')
+    await alone.del('k2')
+    await alone.put('only-old', 'lost-3')
+    await alone.close()
+
+    // The backup becomes the primary and takes writes of its own.
+    const promoted = await promoteStore(new ClassicLevel(replicaDir) as never)
+    expect(promoted.seq).toBe(fork)
+    const batches: Batch[] = []
+    const fresh = new MirrorLevel(new ClassicLevel(replicaDir), { replicas: [new LevelReplica(new ClassicLevel(other), { name: 'second' })] })
+    fresh.on('replica-batch', (e) => batches.push(e))
+    await fresh.open()
+    await fresh.put('k1', 'new-1')
+    await fresh.put('only-new', 'new-2')
+    await fresh.replicated()
+    // The old primary's other replica was at the fork: it continues incrementally.
+    expect(batches.filter((b) => b.name === 'second').every((b) => !b.full)).toBe(true)
+
+    // The old primary comes back: demoted, its lost writes saved, then rejoined.
+    const demoted = await demoteStore(new ClassicLevel(oldDir) as never, { saveDiscarded: lost })
+    expect(demoted.saved).toBeGreaterThanOrEqual(3)
+    await fresh.close()
+    batches.length = 0
+    const again = new MirrorLevel(new ClassicLevel(replicaDir), {
+      replicas: [new LevelReplica(new ClassicLevel(other), { name: 'second' }), new LevelReplica(new ClassicLevel(oldDir), { name: 'old' })]
+    })
+    again.on('replica-batch', (e) => batches.push(e))
+    await again.open()
+    await again.replicated()
+    const rejoin = batches.filter((b) => b.name === 'old')
+    expect(rejoin).toHaveLength(1)
+    expect(rejoin[0]).toMatchObject({ full: false, from: fork })
+    // the keys the new primary changed since the fork, and those the old one changed after it
+    expect(rejoin[0].ops).toBe(4) // k1, only-new, k2, only-old
+    await again.put('after', 'rejoin')
+    await again.replicated()
+    const primaryData = await (async () => { await again.close(); return await data(replicaDir) })()
+    expect(await data(oldDir)).toEqual(primaryData)
+    expect(await data(other)).toEqual(primaryData)
+
+    const saved = lines(lost)
+    expect(saved[0]).toMatchObject({ 'mirror-level': 'discarded writes', fork, exact: true })
+    const writes = saved.slice(1).map((l) => [decodeBytes(l.key as never).toString(), l.value === null ? null : decodeBytes(l.value as never).toString()])
+    expect(writes.sort()).toEqual([['k1', 'lost-1'], ['k2', null], ['only-old', 'lost-3']])
+  })
+
+  it('demote refuses to drop writes silently, and refuses what is not a primary', async () => {
+    const dir = join(tmp.dir, 'refuse')
+    const db = new MirrorLevel(new ClassicLevel(dir))
+    await db.put('a', '1')
+    await db.close()
+    await expect(demoteStore(new ClassicLevel(dir) as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    await demoteStore(new ClassicLevel(dir) as never, { discard: true })
+    await expect(demoteStore(new ClassicLevel(dir) as never, { discard: true })).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+    await expect(promoteStore(new ClassicLevel(dir) as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+    const plain = new ClassicLevel(join(tmp.dir, 'plain'))
+    await plain.put('x', 'y')
+    await plain.close()
+    await expect(promoteStore(plain as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+  })
+
+  it('a demoted store of an unrelated history gets a full copy and says so; its saved writes stay', async () => {
+    const dir = join(tmp.dir, 'unrelated')
+    const lost = join(tmp.dir, 'unrelated.jsonl')
+    const db = new MirrorLevel(new ClassicLevel(dir))
+    await db.put('theirs', '1')
+    await db.close()
+    await demoteStore(new ClassicLevel(dir) as never, { saveDiscarded: lost })
+    const primary = new MirrorLevel(new ClassicLevel(join(tmp.dir, 'unrelated-primary')), { replicas: [new LevelReplica(new ClassicLevel(dir))] })
+    const batches: Batch[] = []
+    primary.on('replica-batch', (e) => batches.push(e))
+    await primary.put('mine', '2')
+    await primary.replicated()
+    expect(batches[0].full).toBe(true)
+    await primary.close()
+    expect([...(await data(dir)).keys()].map((k) => Buffer.from(k, 'hex').toString())).toEqual(['mine'])
+    expect(lines(lost).slice(1).map((l) => decodeBytes(l.key as never).toString())).toEqual(['theirs'])
+  })
+})
