@@ -3,9 +3,13 @@ import type { Socket } from 'node:net'
 import { MirrorError, codes } from '../errors'
 import type { MemoryBudget } from '../memory-budget'
 import type { ReplicaEngine } from '../replica/engine'
+import { scope, type Intent } from './client'
+import { allows, type KeyGrant } from './keys'
 import { FrameDecoder, PROTOCOL_VERSION, encodeFrame, proof, proofMatches, validResource, type Message } from './protocol'
+import { ReadSession } from './read-session'
+import type { HeldResource, Resources } from './resources'
 
-/** What a connection needs from its server: settings, the key, the shared budget, and resources. */
+/** What a connection needs from its server: settings, the keys, the shared budget, and resources. */
 export interface ConnectionHost {
   readonly options: {
     maxFrameBytes: number
@@ -13,11 +17,12 @@ export interface ConnectionHost {
     idleTimeout: number
     log: (line: string) => void
   }
-  readonly key: Buffer
+  readonly grants: KeyGrant[]
   /** Bytes of large frames being received or waiting to be handled, over every connection. */
   readonly frames: MemoryBudget
-  claim: (resource: string, connection: Connection) => Promise<ReplicaEngine>
-  unclaim: (resource: string, connection: Connection) => Promise<void>
+  readonly resources: Resources
+  /** The resources a key may see, with where each stands. */
+  list: (grant: KeyGrant) => Promise<unknown[]>
 }
 
 // Before authentication only handshake-sized frames are accepted: a stranger gets nothing buffered.
@@ -40,7 +45,11 @@ export class Connection {
   #decoder = new FrameDecoder(HANDSHAKE_MAX_FRAME)
   #nonce = randomBytes(32)
   #resource: string | null = null
+  #intent: Intent = 'write'
+  #grant: KeyGrant | null = null
+  #held: HeldResource | null = null
   #engine: ReplicaEngine | null = null
+  #reading: ReadSession | null = null
   #authenticated = false
   #claiming = false
   #work: Promise<void> = Promise.resolve()
@@ -140,25 +149,41 @@ export class Connection {
     if (this.#claiming) return this.#fail('a frame arrived before authentication finished')
     if (m.t !== 'auth') return this.#fail(`expected an auth frame, got '${String(m.t).slice(0, 32)}'`)
     if (m.v !== PROTOCOL_VERSION) return this.#fail(`protocol version ${String(m.v)} is not supported (this server speaks ${PROTOCOL_VERSION})`)
-    if (!validResource(m.resource)) return this.#fail('resource name is not allowed (one path segment of letters, digits, ".", "_" and "-", not starting with ".")')
+    const intent = m.intent ?? 'write'
+    if (intent !== 'write' && intent !== 'read' && intent !== 'list') return this.#fail(`unknown intent '${String(intent).slice(0, 32)}'`)
+    if (intent === 'list' ? m.resource !== '*' : !validResource(m.resource)) return this.#fail('resource name is not allowed (one path segment of letters, digits, ".", "_" and "-", not starting with ".")')
     if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 32) return this.#fail('auth frame without a 32-byte nonce')
-    const expected = proof(this.#server.key, 'client', this.#nonce, m.nonce, m.resource)
-    if (!proofMatches(expected, m.mac)) return this.#fail('authentication failed: wrong key', codes.AUTH)
-    const resource = m.resource
+    const resource = m.resource as string
     const theirs = m.nonce
+    const scoped = scope(intent, resource)
+    // Which key signed it: each is tried (a handful at most), each compared in constant time.
+    const grant = this.#server.grants.find((g) => proofMatches(proof(g.key, 'client', this.#nonce, theirs, scoped), m.mac))
+    if (grant === undefined) return this.#fail('authentication failed: wrong key', codes.AUTH)
+    if (intent !== 'list' && !allows(grant, resource, intent)) {
+      return this.#fail(`this key may not ${intent === 'write' ? 'stream to' : 'read'} resource '${resource}'`, codes.FORBIDDEN)
+    }
     if (typeof m.keepalive === 'number' && Number.isFinite(m.keepalive)) this.#keepaliveEvery = Math.min(30_000, Math.max(50, m.keepalive))
     this.#claiming = true
+    this.#intent = intent
+    this.#grant = grant
     // Set before the claim settles, so a connection that drops meanwhile still gives it back.
-    this.#resource = resource
-    this.#server.claim(resource, this).then((engine) => {
+    this.#resource = intent === 'list' ? null : resource
+    const welcome = (hello: Message['hello']): void => {
       clearTimeout(this.#authTimer)
       this.#claiming = false
       this.#authenticated = true
-      this.#engine = engine
-      this.#decoder.limit = this.#server.options.maxFrameBytes
+      this.#decoder.limit = intent === 'write' ? this.#server.options.maxFrameBytes : HANDSHAKE_MAX_FRAME
       if (this.#socket.destroyed) return void this.release()
-      this.#server.options.log(`${this.peer}: primary for '${resource}' (watermark ${engine.hello().watermark})`)
-      this.#send({ t: 'welcome', mac: proof(this.#server.key, 'server', theirs, this.#nonce, resource), hello: this.#hello() })
+      this.#send({ t: 'welcome', mac: proof(grant.key, 'server', theirs, this.#nonce, scoped), hello })
+    }
+    if (intent === 'list') return welcome(null)
+    this.#server.resources.acquire(resource, this, intent === 'write').then((held) => {
+      if (this.#socket.destroyed) return void held.release()
+      this.#held = held
+      this.#engine = held.engine
+      if (intent === 'read') this.#reading = new ReadSession(held.engine)
+      this.#server.options.log(`${this.peer}: ${intent === 'write' ? 'primary' : 'reader'} of '${resource}' (watermark ${held.engine.hello().watermark}, ${grant.label})`)
+      welcome(this.#hello())
     }, (err: MirrorError) => {
       this.#claiming = false
       this.#resource = null
@@ -184,6 +209,24 @@ export class Connection {
 
   async #handle (m: Message): Promise<void> {
     const engine = this.#engine!
+    // Each intent has its messages: a primary's parts, a reader's reads, a listing.
+    const allowed: Record<Intent, string[]> = { write: ['hello', 'part'], read: ['hello', 'read', 'fingerprint'], list: ['list'] }
+    if (!allowed[this.#intent].includes(m.t)) {
+      return this.#send({ t: 'error', id: m.id, code: codes.PROTOCOL, message: `'${String(m.t).slice(0, 32)}' is not for a ${this.#intent} connection` })
+    }
+    try {
+      switch (m.t) {
+        case 'list':
+          return this.#send({ t: 'list', id: m.id, resources: await this.#server.list(this.#grant!) })
+        case 'read':
+          return this.#send({ t: 'read', id: m.id, ...(await this.#reading!.read(m)) })
+        case 'fingerprint':
+          return this.#send({ t: 'fingerprint', id: m.id, ...(await this.#reading!.fingerprint(m)) })
+      }
+    } catch (err) {
+      const e = err as MirrorError
+      return this.#send({ t: 'error', id: m.id, code: e.code ?? codes.PROTOCOL, message: e.message })
+    }
     switch (m.t) {
       case 'hello':
         return this.#send({ t: 'hello', id: m.id, hello: this.#hello() })
@@ -191,6 +234,7 @@ export class Connection {
         this.#keepalive = setInterval(() => this.#send({ t: 'working', id: m.id }), this.#keepaliveEvery)
         try {
           const ack = await engine.apply(m.part as never)
+          if ((m.part as { final?: boolean }).final === true) this.#held?.applied()
           this.#send({ t: 'ack', id: m.id, watermark: ack.watermark })
         } catch (err) {
           const e = err as MirrorError
@@ -222,7 +266,8 @@ export class Connection {
       await this.#work
       this.#server.frames.give(this.#reserved)
       this.#reserved = 0
-      if (this.#resource !== null) await this.#server.unclaim(this.#resource, this)
+      await this.#reading?.close()
+      await this.#held?.release()
     })()
     return this.#released
   }

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
@@ -8,15 +8,22 @@ import { describe, positiveInteger } from '../options'
 import { MemoryBudget } from '../memory-budget'
 import { ReplicaEngine } from '../replica/engine'
 import { Connection } from './connection'
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, keyBytes } from './protocol'
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, validResource } from './protocol'
+import { allows, fullGrant, parseKeys, sees, type KeyGrant, type Right } from './keys'
+import { Resources } from './resources'
 import { checkTls } from './tls'
 
 /** Options of {@link MirrorServer} (the `mirror-level serve` command). */
 export interface MirrorServerOptions {
   /** The directory holding one replica database per resource, at `dir/<resource>`. */
   dir: string
-  /** The pre-shared key, as text (whitespace around it is ignored). */
-  key: string | Buffer
+  /** The pre-shared key, as text (whitespace around it is ignored): it may do anything. Give this or `keys`. */
+  key?: string | Buffer
+  /**
+   * Several keys, each limited to some resources and to reading or writing: the text of a keys
+   * file (see `mirror-level serve --help`, or the README). Give this or `key`.
+   */
+  keys?: string
   /** Address to listen on. Default '127.0.0.1': listening elsewhere is a decision to make. */
   host?: string
   /** Port; 0 picks a free one. Default 7410. */
@@ -47,13 +54,23 @@ export interface MirrorServerOptions {
   openDb?: (path: string) => InnerDb | Promise<InnerDb>
 }
 
-type ResolvedOptions = Required<Omit<MirrorServerOptions, 'tls' | 'key'>> & { tls?: MirrorServerOptions['tls'] }
+type ResolvedOptions = Required<Omit<MirrorServerOptions, 'tls' | 'key' | 'keys'>> & { tls?: MirrorServerOptions['tls'] }
 
-interface Resource {
-  engine: ReplicaEngine | null
-  connection: Connection
-  /** Settles once the replica database has opened (or failed to). */
-  opening: Promise<void>
+/** One resource in a listing (`mirror-level status --remote`). */
+export interface ResourceStatus {
+  name: string
+  /** What the key may do with it. */
+  rights: Right[]
+  role: 'replica' | 'demoted' | 'primary' | 'plain' | 'unreadable'
+  generation: string | null
+  watermark: number
+  /** Plain level reads a real state of the primary from its directory. */
+  consistent: boolean
+  /** The address of the primary streaming to it now, if one is. */
+  primary: string | null
+  /** When it last applied a batch, in this server's life (ms since the epoch), or null. */
+  lastBatchAt: number | null
+  error?: string
 }
 
 /**
@@ -65,10 +82,10 @@ interface Resource {
  */
 export class MirrorServer {
   #options: ResolvedOptions
-  #key: Buffer
+  #grants: KeyGrant[]
   #server: Server
   #connections = new Set<Connection>()
-  #resources = new Map<string, Resource>()
+  #resources: Resources
   #closing = false
   #frames: MemoryBudget
   #applying: MemoryBudget
@@ -78,7 +95,13 @@ export class MirrorServer {
     if (typeof options.dir !== 'string' || options.dir.length === 0) {
       throw new MirrorError(`MirrorServer: option 'dir' must be a directory path, got ${describe(options.dir)}`, codes.INVALID_OPTION)
     }
-    this.#key = keyBytes(options.key)
+    if ((options.key === undefined) === (options.keys === undefined)) {
+      throw new MirrorError('MirrorServer: give one of the options \'key\' (one key that may do anything) and \'keys\' (a keys file\'s text)', codes.INVALID_OPTION)
+    }
+    if (options.keys !== undefined && typeof options.keys !== 'string') {
+      throw new MirrorError(`MirrorServer: option 'keys' must be the text of a keys file, got ${describe(options.keys)}`, codes.INVALID_OPTION)
+    }
+    this.#grants = options.keys !== undefined ? parseKeys(options.keys) : [fullGrant(options.key!)]
     const port = options.port ?? 7410
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MirrorError(`MirrorServer: option 'port' must be 0-65535, got ${describe(port)}`, codes.INVALID_OPTION)
     // Node takes an empty or non-string host as "every interface": never what a typo meant.
@@ -118,6 +141,11 @@ export class MirrorServer {
     }
     this.#frames = new MemoryBudget(this.#options.maxBufferedBytes)
     this.#applying = new MemoryBudget(this.#options.maxBufferedBytes)
+    this.#resources = new Resources(async (name) => {
+      const engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, name)), { memory: this.#applying })
+      await engine.open()
+      return engine
+    })
     const onSocket = (socket: Socket): void => this.#accept(socket)
     // A TLS handshake comes before ours: bound it by the same timeout.
     this.#server = this.#options.tls !== undefined
@@ -181,41 +209,36 @@ export class MirrorServer {
 
   // For Connection: the shared state and policy.
   get options (): ResolvedOptions { return this.#options }
-  get key (): Buffer { return this.#key }
+  get grants (): KeyGrant[] { return this.#grants }
   get frames (): MemoryBudget { return this.#frames }
+  get resources (): Resources { return this.#resources }
 
-  /**
-   * Makes `connection` the primary of `resource` and opens its replica. The claim is registered
-   * before the database opens, so a second primary is refused at once and an unclaim waits for
-   * the open to finish (a connection may drop while its replica is still opening).
-   */
-  claim (resource: string, connection: Connection): Promise<ReplicaEngine> {
-    const held = this.#resources.get(resource)
-    if (held !== undefined) {
-      return Promise.reject(new MirrorError(`resource '${resource}' already has a primary streaming to it (from ${held.connection.peer}); one primary per resource`, codes.BUSY))
-    }
-    const claim: Resource = { engine: null, connection, opening: Promise.resolve() }
-    this.#resources.set(resource, claim)
-    const opened = (async () => {
-      claim.engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, resource)), { memory: this.#applying })
-      await claim.engine.open()
-      return claim.engine
-    })()
-    claim.opening = opened.then(() => {}, () => {
-      claim.engine = null
-      if (this.#resources.get(resource) === claim) this.#resources.delete(resource)
-    })
-    return opened
-  }
-
-  async unclaim (resource: string, connection: Connection): Promise<void> {
-    const held = this.#resources.get(resource)
-    if (held === undefined || held.connection !== connection) return
-    await held.opening
+  /** The resources under `dir` that `grant` may see, with where each stands. */
+  async list (grant: KeyGrant): Promise<ResourceStatus[]> {
+    let names: string[]
     try {
-      await held.engine?.close()
-    } finally {
-      if (this.#resources.get(resource) === held) this.#resources.delete(resource)
+      names = (await readdir(this.#options.dir, { withFileTypes: true })).filter((d) => d.isDirectory() && validResource(d.name)).map((d) => d.name)
+    } catch {
+      names = []
     }
+    const out: ResourceStatus[] = []
+    for (const name of names.sort()) {
+      if (!sees(grant, name)) continue
+      const rights = (['read', 'write'] as Right[]).filter((r) => allows(grant, name, r))
+      const base = { name, rights, ...this.#resources.activity(name) }
+      try {
+        // Opening it runs its recovery, as it would for a primary or a restore.
+        const held = await this.#resources.acquire(name, { peer: 'status' }, false)
+        try {
+          const hello = held.engine.hello()
+          out.push({ ...base, role: hello.foreign === 'primary' ? 'primary' : hello.demoted !== null && hello.demoted !== undefined ? 'demoted' : hello.generation !== null ? 'replica' : 'plain', generation: hello.generation, watermark: hello.watermark, consistent: hello.generation !== null })
+        } finally {
+          await held.release()
+        }
+      } catch (err) {
+        out.push({ ...base, role: 'unreadable', generation: null, watermark: 0, consistent: false, error: (err as Error).message })
+      }
+    }
+    return out
   }
 }

@@ -24,6 +24,14 @@ export interface ReplicaEngineOptions {
   memory?: MemoryBudget
 }
 
+/** The state of the primary a replica (or a view of it) holds: where it stands in which history. */
+export interface ReplicaPosition {
+  generation: string | null
+  watermark: number
+  history: HistoryEntry[] | null
+  checksum: string | null
+}
+
 /** A batch held in memory until its final part. Pieces of large values are assembled as they come. */
 interface Held {
   parts: StagedPart[]
@@ -164,13 +172,18 @@ export class ReplicaEngine {
    * apply it is the replica as it was before the apply began; otherwise the replica as it is now.
    * Call `release` when done with it.
    */
-  readView (): { snapshot: AbstractSnapshot, release: () => void } {
+  readView (): { snapshot: AbstractSnapshot, position: ReplicaPosition, release: () => void } {
     if (!this.#open) throw new MirrorError('The replica is not open', codes.NOT_OPEN)
+    // The state a view shows is the one the engine holds until a batch settles: before a journaled
+    // apply the stable snapshot, otherwise the db as it is now.
+    const { generation, watermark, history } = this.#state
+    const position: ReplicaPosition = { generation, watermark, history, checksum: history === null ? null : checksum(history) }
     const stable = this.#stable
     if (stable !== null) {
       stable.users++
       let released = false
       return {
+        position,
         snapshot: stable.snapshot,
         release: () => {
           if (released) return
@@ -181,7 +194,7 @@ export class ReplicaEngine {
       }
     }
     const snapshot = this.#db.snapshot()
-    return { snapshot, release: () => void snapshot.close() }
+    return { snapshot, position, release: () => void snapshot.close() }
   }
 
   /** Applies (or stages) one part; see {@link ReplicaAdapter.apply}. Serialized. */

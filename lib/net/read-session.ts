@@ -1,0 +1,80 @@
+import type { AbstractSnapshot } from 'abstract-level'
+import { MirrorError, codes } from '../errors'
+import { fingerprintRange } from '../fingerprint'
+import type { ReplicaEngine, ReplicaPosition } from '../replica/engine'
+import { StoreCursor, type CursorPosition } from '../replica/cursor'
+import type { Message } from './protocol'
+
+const MAX_READ_BYTES = 16 * 1024 * 1024
+const MAX_RANGES = 256
+
+const bytesOrNull = (v: unknown): v is Uint8Array | null => v === null || v instanceof Uint8Array
+const asKey = (v: Uint8Array | null): Buffer | null => v === null ? null : Buffer.from(v)
+
+/**
+ * What a reading connection (a restore, a verify, a status) sees: one view of the replica, taken
+ * at its first request and held for the connection's life, so every read and fingerprint of it
+ * is of the same real state of the primary, whatever the replica applies meanwhile.
+ */
+export class ReadSession {
+  #engine: ReplicaEngine
+  #view: { snapshot: AbstractSnapshot, position: ReplicaPosition, release: () => void } | null = null
+  #cursor: StoreCursor | null = null
+
+  constructor (engine: ReplicaEngine) {
+    this.#engine = engine
+  }
+
+  #ensure (): { snapshot: AbstractSnapshot, position: ReplicaPosition } {
+    this.#view ??= this.#engine.readView()
+    return this.#view
+  }
+
+  #position (withHistory: boolean): Omit<ReplicaPosition, 'history'> & { history?: ReplicaPosition['history'] } {
+    const { history, ...rest } = this.#ensure().position
+    return withHistory ? { ...rest, history } : rest
+  }
+
+  /** `{ from: { key, offset }, maxBytes, history? }` → the next chunk of entries, where the one after starts, and the view's position. */
+  async read (m: Message): Promise<Record<string, unknown>> {
+    const from = m.from as Record<string, unknown> | undefined
+    if (typeof from !== 'object' || from === null || !bytesOrNull(from.key) || !Number.isSafeInteger(from.offset) || (from.offset as number) < 0) {
+      throw new MirrorError('read needs from: { key, offset }', codes.PROTOCOL)
+    }
+    const maxBytes = Number.isSafeInteger(m.maxBytes) && (m.maxBytes as number) > 0 ? Math.min(m.maxBytes as number, MAX_READ_BYTES) : 4 * 1024 * 1024
+    const { snapshot } = this.#ensure()
+    this.#cursor ??= new StoreCursor(this.#engine.db, snapshot)
+    const chunk = await this.#cursor.read({ key: asKey(from.key as Uint8Array | null), offset: from.offset as number } satisfies CursorPosition, maxBytes)
+    const first = from.key === null && from.offset === 0
+    return { ops: chunk.ops, next: chunk.next, position: this.#position(m.history === true), ...(first ? { approximateBytes: await this.#approximateBytes() } : {}) }
+  }
+
+  /** `{ ranges: [{ after, upto }] }` → a fingerprint of each range of the view. */
+  async fingerprint (m: Message): Promise<Record<string, unknown>> {
+    const ranges = m.ranges
+    if (!Array.isArray(ranges) || ranges.length === 0 || ranges.length > MAX_RANGES ||
+        !ranges.every((r) => typeof r === 'object' && r !== null && bytesOrNull(r.after) && bytesOrNull(r.upto))) {
+      throw new MirrorError(`fingerprint needs 1 to ${MAX_RANGES} ranges of { after, upto }`, codes.PROTOCOL)
+    }
+    const { snapshot } = this.#ensure()
+    const fingerprints = []
+    for (const r of ranges) fingerprints.push(await fingerprintRange(this.#engine.db, asKey(r.after), asKey(r.upto), snapshot))
+    return { fingerprints, position: this.#position(false) }
+  }
+
+  async #approximateBytes (): Promise<number | null> {
+    const db = this.#engine.db as unknown as { approximateSize?: (start: Buffer, end: Buffer, options: object) => Promise<number> }
+    if (typeof db.approximateSize !== 'function') return null
+    try {
+      return await db.approximateSize(Buffer.alloc(0), Buffer.from([0xff, 0xff, 0xff, 0xff]), { keyEncoding: 'buffer' })
+    } catch {
+      return null
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.#cursor?.close()
+    this.#view?.release()
+    this.#view = null
+  }
+}
