@@ -55,7 +55,9 @@ export const metaKeys = Object.freeze({
   history: metaKey('history'),
   origin: metaKey('origin'),
   replica: metaKey('replica'),
-  journal: metaKey('journal')
+  journal: metaKey('journal'),
+  /** A restore in progress into this store (see `restore`). */
+  restore: metaKey('restore')
 })
 
 const TWO32 = 2 ** 32

@@ -10,7 +10,8 @@ const LEVEL: Record<string, number> = {
   replica: 2,
   device: 2,
   primary: 3,
-  net: 3
+  net: 3,
+  recovery: 4
 }
 
 function files (dir: string): string[] {

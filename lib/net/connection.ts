@@ -208,45 +208,34 @@ export class Connection {
   }
 
   async #handle (m: Message): Promise<void> {
-    const engine = this.#engine!
     // Each intent has its messages: a primary's parts, a reader's reads, a listing.
     const allowed: Record<Intent, string[]> = { write: ['hello', 'part'], read: ['hello', 'read', 'fingerprint'], list: ['list'] }
     if (!allowed[this.#intent].includes(m.t)) {
       return this.#send({ t: 'error', id: m.id, code: codes.PROTOCOL, message: `'${String(m.t).slice(0, 32)}' is not for a ${this.#intent} connection` })
     }
+    if (m.t === 'hello') return this.#send({ t: 'hello', id: m.id, hello: this.#hello() })
+    // While it takes long (a large batch applied, a whole store read), the peer hears that it is being worked on.
+    this.#keepalive = setInterval(() => this.#send({ t: 'working', id: m.id }), this.#keepaliveEvery)
     try {
       switch (m.t) {
-        case 'list':
-          return this.#send({ t: 'list', id: m.id, resources: await this.#server.list(this.#grant!) })
+        case 'part': {
+          const ack = await this.#engine!.apply(m.part as never)
+          if ((m.part as { final?: boolean }).final === true) this.#held?.applied()
+          return this.#send({ t: 'ack', id: m.id, watermark: ack.watermark })
+        }
         case 'read':
           return this.#send({ t: 'read', id: m.id, ...(await this.#reading!.read(m)) })
         case 'fingerprint':
           return this.#send({ t: 'fingerprint', id: m.id, ...(await this.#reading!.fingerprint(m)) })
+        case 'list':
+          return this.#send({ t: 'list', id: m.id, resources: await this.#server.list(this.#grant!) })
       }
     } catch (err) {
       const e = err as MirrorError
-      return this.#send({ t: 'error', id: m.id, code: e.code ?? codes.PROTOCOL, message: e.message })
-    }
-    switch (m.t) {
-      case 'hello':
-        return this.#send({ t: 'hello', id: m.id, hello: this.#hello() })
-      case 'part': {
-        this.#keepalive = setInterval(() => this.#send({ t: 'working', id: m.id }), this.#keepaliveEvery)
-        try {
-          const ack = await engine.apply(m.part as never)
-          if ((m.part as { final?: boolean }).final === true) this.#held?.applied()
-          this.#send({ t: 'ack', id: m.id, watermark: ack.watermark })
-        } catch (err) {
-          const e = err as MirrorError
-          this.#send({ t: 'error', id: m.id, code: e.code ?? codes.BAD_PART, message: e.message })
-        } finally {
-          clearInterval(this.#keepalive)
-          this.#keepalive = null
-        }
-        return
-      }
-      default:
-        return this.#send({ t: 'error', id: m.id, code: codes.PROTOCOL, message: `unknown message type '${String(m.t).slice(0, 32)}'` })
+      this.#send({ t: 'error', id: m.id, code: e.code ?? (m.t === 'part' ? codes.BAD_PART : codes.PROTOCOL), message: e.message })
+    } finally {
+      clearInterval(this.#keepalive)
+      this.#keepalive = null
     }
   }
 

@@ -193,7 +193,10 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   async #load (): Promise<void> {
-    const [head, origin, history, replica, journal] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY, HISTORY_KEY, metaKeys.replica, metaKeys.journal], BUFFERS)
+    const [head, origin, history, replica, journal, restoring] = await this.#inner.getMany([HEAD_KEY, ORIGIN_KEY, HISTORY_KEY, metaKeys.replica, metaKeys.journal, metaKeys.restore], BUFFERS)
+    if (restoring !== undefined) {
+      throw new MirrorError('A restore into this store did not finish: run the same `mirror-level restore` again to complete it', codes.WRONG_ROLE)
+    }
     if (replica !== undefined || journal !== undefined) {
       throw new MirrorError('This store holds a replica\'s state: wrapping it as a primary would orphan its journal and fork its history. ' +
         'See `npx mirror-level status DIR`; to make the replica a primary, promote it (`npx mirror-level promote DIR`)', codes.IS_REPLICA)

@@ -6,7 +6,7 @@ import { decodeJournal, decodeReplicaState } from './state'
 
 /** What `mirror-level status` reports about a primary's or a replica's directory. */
 export interface StoreReport {
-  role: 'primary' | 'replica' | 'plain'
+  role: 'primary' | 'replica' | 'restoring' | 'plain'
   /**
    * The user data outside the reserved range is, as it lies on disk, a state the primary had, so
    * plain `level` reads a real state. False for a replica while a committed batch waits to be
@@ -21,8 +21,12 @@ export interface StoreReport {
 /** Reads mirror-level's reserved keys of an open db (without changing anything). */
 export async function inspectStore (db: InnerDb): Promise<StoreReport> {
   await db.open()
-  const [head, history, origin, state, journal] = await db.getMany(
-    [metaKeys.head, metaKeys.history, metaKeys.origin, metaKeys.replica, metaKeys.journal], BUFFERS)
+  const [head, history, origin, state, journal, restoring] = await db.getMany(
+    [metaKeys.head, metaKeys.history, metaKeys.origin, metaKeys.replica, metaKeys.journal, metaKeys.restore], BUFFERS)
+  if (restoring !== undefined) {
+    const r = unpackState<{ source: { watermark: number }, entries: number }>(restoring, 'restore state')
+    return { role: 'restoring', consistent: false, text: `an unfinished restore (of a replica at seq ${r.source.watermark}, ${r.entries} entries copied so far): run the same mirror-level restore again to complete it` }
+  }
   if (state !== undefined || journal !== undefined) {
     const st = state === undefined ? { generation: null, watermark: 0 } : decodeReplicaState(state)
     const j = journal === undefined ? null : decodeJournal(journal)
