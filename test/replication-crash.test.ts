@@ -55,7 +55,8 @@ describe('replication crash safety (real child processes, SIGKILL)', () => {
       let journaled = 0
       let replicaBest = 0
       for (let round = 0; round < 14; round++) {
-        const acked = await run([primaryDir, replicaDir, String(start), String(round % 3 === 0 ? 0 : 20)], 80 + Math.floor(Math.random() * 400))
+        // Every other round the replica journals every batch (maxApplyBytes 1): the kills then land in journaled applies too.
+        const acked = await run([primaryDir, replicaDir, String(start), String(round % 3 === 0 ? 0 : 20), String(round % 2 === 0 ? 1 : 32 * 1024 * 1024)], 80 + Math.floor(Math.random() * 400))
 
         const primary = (await read(primaryDir)).data
         const p = prefixIndex(primary, start, Math.max(start, acked + 1) + 500_000)

@@ -73,7 +73,7 @@ const REFUSALS: ReadonlySet<string> = new Set([codes.DIVERGED, codes.REPLICA_NOT
 // Errors no retry can cure: someone has to act (fix a key, upgrade, look at the replica).
 const CANNOT_CURE: ReadonlySet<string> = new Set([
   codes.AUTH, codes.PROTOCOL, codes.BAD_PART, codes.RESERVED_KEY, codes.CORRUPT, codes.TOO_LARGE,
-  codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS
+  codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS, codes.FORBIDDEN
 ])
 
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
