@@ -108,7 +108,8 @@ export class Link {
             }
             let hello: ReplicaHello
             try {
-              hello = checkHello(m.hello)
+              // A listing connection is about no resource: it has no hello.
+              hello = intent === 'list' ? { generation: null, watermark: 0, pending: null } : checkHello(m.hello)
             } catch (err) {
               return fail(err as Error)
             }
