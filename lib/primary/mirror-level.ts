@@ -201,7 +201,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       throw new MirrorError('This store holds a replica\'s state: wrapping it as a primary would orphan its journal and fork its history. ' +
         'See `npx mirror-level status DIR`; to make the replica a primary, promote it (`npx mirror-level promote DIR`)', codes.IS_REPLICA)
     }
-    if (origin === undefined) {
+    const created = origin === undefined
+    if (created) {
       await this.#initialise()
     } else {
       this.#origin = decodeOrigin(origin)
@@ -220,8 +221,11 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     this.#pipeline = pipeline
     // The first write after this open starts a new history entry, atomically with it: a copy of
     // this store opened elsewhere writes under another entry, so its positions never pass for ours.
-    const next: HistoryEntry[] = [...this.#history, [newGeneration(), stored.seq]]
-    pipeline.withNextCommit([{ type: 'put', key: HISTORY_KEY, value: encodeHistory(next) }], () => { this.#history = next })
+    // (A store created by this open already starts with an entry of its own.)
+    if (!created) {
+      const next: HistoryEntry[] = [...this.#history, [newGeneration(), stored.seq]]
+      pipeline.withNextCommit([{ type: 'put', key: HISTORY_KEY, value: encodeHistory(next) }], () => { this.#history = next })
+    }
     this.#truncateTo = 0
     if (stored.logBytes > this.#logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
