@@ -61,6 +61,8 @@ describe('write pipeline', () => {
     const inner = new MemoryLevel()
     const db = new MirrorLevel(inner)
     await db.open()
+    await db.close()
+    await db.open() // a store wrapped before: its first write starts a history entry
     const batches: Array<Array<{ key: Buffer }>> = []
     inner.on('write', (ops: Array<{ key: Buffer }>) => batches.push(ops))
     await db.batch([{ type: 'put', key: 'a', value: '1' }, { type: 'del', key: 'b' }])
