@@ -17,3 +17,5 @@ export { restore, type RestoreOptions, type RestoreProgress, type RestoreReport 
 export { listResources, type RemoteOptions } from './lib/net/remote-status'
 export type { ResourceStatus } from './lib/net/server'
 export type { HistoryEntry } from './lib/history'
+export type { VerifyOptions, VerifyProgress, VerifyReport } from './lib/replication/verifier'
+export type { Fingerprint, KeyRangeBounds } from './lib/fingerprint'

@@ -2,6 +2,7 @@ import type { AbstractDatabaseOptions, AbstractLevel } from 'abstract-level'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
 import { describe } from '../lib/options'
+import type { Fingerprint, KeyRangeBounds } from '../lib/fingerprint'
 import { ReplicaEngine } from '../lib/replica/engine'
 import { ReplicaReader } from '../lib/replica/reader'
 
@@ -61,5 +62,19 @@ export class LevelReplica implements ReplicaAdapter {
 
   async close (): Promise<void> {
     await this.#engine.close()
+  }
+
+  async fingerprint (ranges: KeyRangeBounds[]): Promise<Fingerprint[]> {
+    await this.#engine.open()
+    return await this.#engine.fingerprint(ranges)
+  }
+
+  async salvage (): Promise<void> {
+    await this.#engine.salvage()
+  }
+
+  async digests (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
+    await this.#engine.open()
+    return await this.#engine.digests(range, from, limit)
   }
 }

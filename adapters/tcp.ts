@@ -3,7 +3,8 @@ import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaH
 import { MirrorError, codes } from '../lib/errors'
 import { describe, positiveInteger } from '../lib/options'
 import { keyBytes, validResource } from '../lib/net/protocol'
-import { Link } from '../lib/net/client'
+import { Link, type Traffic } from '../lib/net/client'
+import { isFingerprint, type Fingerprint, type KeyRangeBounds } from '../lib/fingerprint'
 import { checkTls } from '../lib/net/tls'
 
 /** Options of {@link TcpReplica}: where the server is, how to prove who we are, and timeouts. */
@@ -49,6 +50,7 @@ export class TcpReplica implements ReplicaAdapter {
   #link: Link | null = null
   #linking: Promise<{ link: Link, hello: ReplicaHello }> | null = null
   #connecting: AbortController | null = null
+  #traffic: Traffic = { sent: 0, received: 0 }
 
   constructor (options: TcpReplicaOptions) {
     if (typeof options !== 'object' || options === null) throw new MirrorError('TcpReplica: options must be an object', codes.INVALID_OPTION)
@@ -94,6 +96,35 @@ export class TcpReplica implements ReplicaAdapter {
     return await link.send(part, received, this.options.window ?? 4)
   }
 
+  async fingerprint (ranges: KeyRangeBounds[]): Promise<Fingerprint[]> {
+    const answer = await (await this.#linked()).request({ t: 'fingerprint', ranges })
+    const fps = answer.fingerprints
+    if (!Array.isArray(fps) || fps.length !== ranges.length || !fps.every(isFingerprint)) throw new MirrorError('the server sent malformed fingerprints', codes.PROTOCOL)
+    return fps
+  }
+
+  async digests (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
+    const answer = await (await this.#linked()).request({ t: 'digests', range, from, limit })
+    const entries = answer.entries
+    if (!Array.isArray(entries) || !entries.every((e) => Array.isArray(e) && e[0] instanceof Uint8Array && e[1] instanceof Uint8Array) || typeof answer.more !== 'boolean') {
+      throw new MirrorError('the server sent malformed digests', codes.PROTOCOL)
+    }
+    return { entries: entries.map(([k, d]) => [Buffer.from(k), Buffer.from(d)]), more: answer.more }
+  }
+
+  async salvage (): Promise<void> {
+    await (await this.#linked()).request({ t: 'salvage' })
+  }
+
+  /** Bytes sent and received over every connection this replica made, after their handshakes. */
+  traffic (): Traffic {
+    return { ...this.#traffic }
+  }
+
+  async #linked (): Promise<Link> {
+    return this.#link !== null && !this.#link.dead ? this.#link : (await this.#connect()).link
+  }
+
   /** Ends the connection, or the attempt to make one. A later `hello()` (the primary reopened) connects again. */
   async close (): Promise<void> {
     this.#connecting?.abort()
@@ -106,6 +137,7 @@ export class TcpReplica implements ReplicaAdapter {
     const attempt = new AbortController()
     this.#connecting = attempt
     this.#linking = Link.open(this.options, this.#key, attempt.signal).then((r) => {
+      r.link.traffic = this.#traffic
       this.#link?.end()
       this.#link = r.link
       return r

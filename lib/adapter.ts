@@ -1,3 +1,4 @@
+import type { Fingerprint, KeyRangeBounds } from './fingerprint'
 import type { HistoryEntry } from './history'
 
 /**
@@ -59,6 +60,11 @@ export interface BatchPart {
   history?: { from: number, entries: HistoryEntry[] }
   /** On the first part of a batch that takes a demoted primary onto this line: the seq where the two histories forked. */
   rejoin?: { fork: number }
+  /**
+   * A repair (verify): its ops set keys to the primary's values at the replica's own watermark
+   * (`from` = `to` = watermark), applied atomically; the watermark does not move.
+   */
+  repair?: boolean
   ops: ReplicaOp[]
 }
 
@@ -141,6 +147,10 @@ export interface CommonReplicaOptions {
    * a replica is refused (`MIRROR_REPLICA_NOT_EMPTY`) and left as it is.
    */
   overwrite?: boolean
+  /** Verify this replica every so many ms (see `db.verify()`), emitting `replica-verify`. Default 0: never. */
+  verifyEvery?: number
+  /** With `verifyEvery`: also repair what differs. Default false. */
+  verifyRepair?: boolean
 }
 
 /** A replica transport. */
@@ -160,4 +170,15 @@ export interface ReplicaAdapter {
   apply (part: BatchPart, received?: () => void): Promise<PartAck>
   /** Releases the transport. The replicator calls it once, when the primary closes. */
   close (): Promise<void>
+  /**
+   * For verification (optional; without it `verify()` refuses this replica): the fingerprint of
+   * each range of the replica's user data, as it is now (the replicator ships nothing meanwhile).
+   */
+  fingerprint? (ranges: KeyRangeBounds[]): Promise<Fingerprint[]>
+  /** For verification: the entries of a range with their digests, `limit` at a time after `from`. */
+  digests? (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }>
+  /** For a repairing verify of a replica whose LevelDB reports corruption: LevelDB's repair of its directory (optional). */
+  salvage? (): Promise<void>
+  /** Bytes sent and received so far, if the transport counts them (for the verify report). */
+  traffic? (): { sent: number, received: number }
 }

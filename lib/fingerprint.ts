@@ -17,9 +17,14 @@ export interface Fingerprint {
 
 export const EMPTY_FINGERPRINT: Readonly<Fingerprint> = Object.freeze({ count: 0, bytes: 0, sum: [0, 0, 0, 0] as [number, number, number, number] })
 
+/** The 16-byte hash of one entry. */
+export function entryDigest (key: Buffer, value: Buffer): Buffer {
+  return createHash('sha1').update(key).update(SEP).update(value).digest().subarray(0, 16)
+}
+
 /** The hash of one entry, as four 32-bit lanes. */
 export function entryHash (key: Buffer, value: Buffer): [number, number, number, number] {
-  const h = createHash('sha1').update(key).update(SEP).update(value).digest()
+  const h = entryDigest(key, value)
   return [h.readUInt32BE(0), h.readUInt32BE(4), h.readUInt32BE(8), h.readUInt32BE(12)]
 }
 // The key's length is not in the hash input, so a separator keeps ('ab', 'c') apart from ('a', 'bc').
@@ -61,6 +66,64 @@ export async function fingerprintRange (db: InnerDb, after: Buffer | null, upto:
     }
   }
   return fp
+}
+
+/** A key range `(after, upto]`, null bounds open: what fingerprints and hash lists are asked of. */
+export interface KeyRangeBounds {
+  after: Buffer | null
+  upto: Buffer | null
+}
+
+/**
+ * The entries of a range, a page at a time, with their digests: what the last step of a
+ * comparison looks at, key by key. `from` continues after that key.
+ */
+export async function entryDigests (db: InnerDb, range: KeyRangeBounds, from: Buffer | null, limit: number, snapshot?: AbstractSnapshot): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
+  const entries: Array<[Buffer, Buffer]> = []
+  const start = from === null ? range.after : (range.after === null || Buffer.compare(from, range.after) > 0 ? from : range.after)
+  for (const r of userRanges(start, range.upto)) {
+    const it = db.iterator({ ...r, ...BUFFERS, snapshot, limit: limit + 1 - entries.length })
+    try {
+      for await (const [key, value] of it as AsyncIterable<[Buffer, Buffer]>) {
+        if (entries.length === limit) return { entries, more: true }
+        entries.push([key, entryDigest(key, value)])
+      }
+    } finally {
+      await it.close()
+    }
+  }
+  return { entries, more: false }
+}
+
+/**
+ * Splits `range` into about `parts` sub-ranges with equal numbers of entries (at quantiles of this
+ * store's keys, `count` being how many it holds there) and fingerprints each, in one scan.
+ */
+export async function splitRange (db: InnerDb, range: KeyRangeBounds, count: number, parts: number, snapshot?: AbstractSnapshot): Promise<Array<{ range: KeyRangeBounds, fingerprint: Fingerprint }>> {
+  const step = Math.max(1, Math.ceil(count / parts))
+  const out: Array<{ range: KeyRangeBounds, fingerprint: Fingerprint }> = []
+  let current = { range: { after: range.after, upto: range.upto }, fingerprint: newFingerprint() }
+  for (const r of userRanges(range.after, range.upto)) {
+    const it = db.iterator({ ...r, ...BUFFERS, snapshot })
+    try {
+      while (true) {
+        const entries: Array<[Buffer, Buffer]> = await it.nextv(1000)
+        if (entries.length === 0) break
+        for (const [key, value] of entries) {
+          addEntry(current.fingerprint, key, value)
+          if (current.fingerprint.count === step && out.length < parts - 1) {
+            current.range.upto = key
+            out.push(current)
+            current = { range: { after: key, upto: range.upto }, fingerprint: newFingerprint() }
+          }
+        }
+      }
+    } finally {
+      await it.close()
+    }
+  }
+  out.push(current)
+  return out
 }
 
 /** Checks a fingerprint that came from elsewhere (the network). */

@@ -20,6 +20,12 @@ export interface LinkOptions {
   maxFrameBytes?: number
 }
 
+/** Bytes a client has sent and received over its connections (after the handshake). */
+export interface Traffic {
+  sent: number
+  received: number
+}
+
 /** What a connection is for: streaming batches as a primary, reading a replica, or listing resources. */
 export type Intent = 'write' | 'read' | 'list'
 
@@ -48,6 +54,9 @@ export class Link {
   #heartbeat: NodeJS.Timeout | null = null
   #lastWatermark = 0
   #heardAt = 0
+
+  /** Counted after the handshake; a caller may share one object between its links. */
+  traffic: Traffic = { sent: 0, received: 0 }
 
   private constructor (socket: Socket, options: LinkOptions) {
     this.#socket = socket
@@ -134,6 +143,7 @@ export class Link {
     const socket = this.#socket
     socket.on('data', (chunk: Buffer) => {
       this.#heardAt = Date.now()
+      this.traffic.received += chunk.length
       for (const m of this.#decoder.push(chunk)) this.#onMessage(m)
       if (this.#decoder.error !== null) this.#fail(this.#decoder.error)
     })
@@ -167,7 +177,10 @@ export class Link {
   }
 
   #write (m: Message): void {
-    if (!this.dead) this.#socket.write(encodeFrame(m))
+    if (this.dead) return
+    const frame = encodeFrame(m)
+    this.traffic.sent += frame.length
+    this.#socket.write(frame)
   }
 
   #onMessage (m: Message): void {

@@ -6,7 +6,7 @@ import type { ReplicaEngine } from '../replica/engine'
 import { scope, type Intent } from './client'
 import { allows, type KeyGrant } from './keys'
 import { FrameDecoder, PROTOCOL_VERSION, encodeFrame, proof, proofMatches, validResource, type Message } from './protocol'
-import { ReadSession } from './read-session'
+import { ReadSession, checkDigestsRequest, checkRanges } from './read-session'
 import type { HeldResource, Resources } from './resources'
 
 /** What a connection needs from its server: settings, the keys, the shared budget, and resources. */
@@ -209,7 +209,7 @@ export class Connection {
 
   async #handle (m: Message): Promise<void> {
     // Each intent has its messages: a primary's parts, a reader's reads, a listing.
-    const allowed: Record<Intent, string[]> = { write: ['hello', 'part'], read: ['hello', 'read', 'fingerprint'], list: ['list'] }
+    const allowed: Record<Intent, string[]> = { write: ['hello', 'part', 'fingerprint', 'digests', 'salvage'], read: ['hello', 'read', 'fingerprint', 'digests'], list: ['list'] }
     if (!allowed[this.#intent].includes(m.t)) {
       return this.#send({ t: 'error', id: m.id, code: codes.PROTOCOL, message: `'${String(m.t).slice(0, 32)}' is not for a ${this.#intent} connection` })
     }
@@ -225,8 +225,18 @@ export class Connection {
         }
         case 'read':
           return this.#send({ t: 'read', id: m.id, ...(await this.#reading!.read(m)) })
+        // A reader asks of its one view; a primary verifying its replica asks of the replica as it is
+        // (the primary ships nothing to it meanwhile).
         case 'fingerprint':
-          return this.#send({ t: 'fingerprint', id: m.id, ...(await this.#reading!.fingerprint(m)) })
+          return this.#send({ t: 'fingerprint', id: m.id, ...(this.#reading !== null ? await this.#reading.fingerprint(m) : { fingerprints: await this.#engine!.fingerprint(checkRanges(m)) }) })
+        case 'salvage':
+          await this.#server.resources.salvage(this.#resource!, this)
+          return this.#send({ t: 'salvaged', id: m.id })
+        case 'digests': {
+          if (this.#reading !== null) return this.#send({ t: 'digests', id: m.id, ...(await this.#reading.digests(m)) })
+          const { range, from, limit } = checkDigestsRequest(m)
+          return this.#send({ t: 'digests', id: m.id, ...(await this.#engine!.digests(range, from, limit)) })
+        }
         case 'list':
           return this.#send({ t: 'list', id: m.id, resources: await this.#server.list(this.#grant!) })
       }

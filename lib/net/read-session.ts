@@ -1,6 +1,6 @@
 import type { AbstractSnapshot } from 'abstract-level'
 import { MirrorError, codes } from '../errors'
-import { fingerprintRange } from '../fingerprint'
+import { entryDigests, fingerprintRange, type KeyRangeBounds } from '../fingerprint'
 import type { ReplicaEngine, ReplicaPosition } from '../replica/engine'
 import { StoreCursor, type CursorPosition } from '../replica/cursor'
 import type { Message } from './protocol'
@@ -51,15 +51,18 @@ export class ReadSession {
 
   /** `{ ranges: [{ after, upto }] }` → a fingerprint of each range of the view. */
   async fingerprint (m: Message): Promise<Record<string, unknown>> {
-    const ranges = m.ranges
-    if (!Array.isArray(ranges) || ranges.length === 0 || ranges.length > MAX_RANGES ||
-        !ranges.every((r) => typeof r === 'object' && r !== null && bytesOrNull(r.after) && bytesOrNull(r.upto))) {
-      throw new MirrorError(`fingerprint needs 1 to ${MAX_RANGES} ranges of { after, upto }`, codes.PROTOCOL)
-    }
+    const ranges = checkRanges(m)
     const { snapshot } = this.#ensure()
     const fingerprints = []
-    for (const r of ranges) fingerprints.push(await fingerprintRange(this.#engine.db, asKey(r.after), asKey(r.upto), snapshot))
+    for (const r of ranges) fingerprints.push(await fingerprintRange(this.#engine.db, r.after, r.upto, snapshot))
     return { fingerprints, position: this.#position(false) }
+  }
+
+  /** `{ range: { after, upto }, from, limit }` → the range's entries with their digests, a page of them. */
+  async digests (m: Message): Promise<Record<string, unknown>> {
+    const { range, from, limit } = checkDigestsRequest(m)
+    const { snapshot } = this.#ensure()
+    return { ...(await entryDigests(this.#engine.db, range, from, limit, snapshot)), position: this.#position(false) }
   }
 
   async #approximateBytes (): Promise<number | null> {
@@ -77,4 +80,24 @@ export class ReadSession {
     this.#view?.release()
     this.#view = null
   }
+}
+
+/** A fingerprint request's ranges, checked. */
+export function checkRanges (m: Message): KeyRangeBounds[] {
+  const ranges = m.ranges
+  if (!Array.isArray(ranges) || ranges.length === 0 || ranges.length > MAX_RANGES ||
+      !ranges.every((r) => typeof r === 'object' && r !== null && bytesOrNull(r.after) && bytesOrNull(r.upto))) {
+    throw new MirrorError(`fingerprint needs 1 to ${MAX_RANGES} ranges of { after, upto }`, codes.PROTOCOL)
+  }
+  return ranges.map((r) => ({ after: asKey(r.after), upto: asKey(r.upto) }))
+}
+
+/** A digests request, checked. */
+export function checkDigestsRequest (m: Message): { range: KeyRangeBounds, from: Buffer | null, limit: number } {
+  const r = m.range as Record<string, unknown> | undefined
+  if (typeof r !== 'object' || r === null || !bytesOrNull(r.after) || !bytesOrNull(r.upto) || !bytesOrNull(m.from) ||
+      !Number.isSafeInteger(m.limit) || (m.limit as number) < 1) {
+    throw new MirrorError('digests needs range: { after, upto }, from and a positive limit', codes.PROTOCOL)
+  }
+  return { range: { after: asKey(r.after as Uint8Array | null), upto: asKey(r.upto as Uint8Array | null) }, from: asKey(m.from as Uint8Array | null), limit: Math.min(m.limit as number, 10_000) }
 }

@@ -85,6 +85,14 @@ export class Resources {
     await entry.closing
   }
 
+  /** LevelDB's repair of `name`'s directory, for its primary's verify; only while nobody else uses it. */
+  async salvage (name: string, user: object): Promise<void> {
+    const entry = this.#entries.get(name)
+    if (entry === undefined || entry.engine === null || !entry.users.has(user)) throw new MirrorError(`resource '${name}' is not open for this connection`, codes.PROTOCOL)
+    if (entry.users.size > 1) throw new MirrorError(`resource '${name}' is being read by another connection: it cannot be salvaged now`, codes.BUSY)
+    await entry.engine.salvage()
+  }
+
   /** Whether a primary streams to `name` now, and when it last applied a batch (in this server's life). */
   activity (name: string): { primary: string | null, lastBatchAt: number | null } {
     const entry = this.#entries.get(name)

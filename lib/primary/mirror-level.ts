@@ -8,6 +8,7 @@ import { isReserved, metaKeys, reservedEnd, reservedStart } from '../keyspace'
 import type { ReplicaAdapter } from '../adapter'
 import { compactionStep, truncationStep } from '../log/records'
 import { Replication, validateReplicas, type Mode, type OnReplicaDown, type ReplicaStatus } from '../replication/replication'
+import type { VerifyOptions, VerifyReport } from '../replication/verifier'
 import { UserIterator, type InnerIterator } from '../user-iterator'
 import { MirrorChainedBatch } from './mirror-chained-batch'
 import { MirrorSnapshot } from './mirror-snapshot'
@@ -288,6 +289,34 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (this.status === 'opening') await this.open()
     if (this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
     await this.#replication.replicated(timeout)
+  }
+
+  /**
+   * Proves that a replica equals the primary, and mends only what differs: the replica is brought
+   * to a snapshot's head and held there (not the others, not the app's writes) while range
+   * fingerprints of both are compared; differing ranges are split until their keys are compared.
+   * With `repair`, the differing keys are set to the snapshot's values in one atomic step on the
+   * replica (its watermark does not move). With no name, every replica, one after the other.
+   */
+  async verify (name: string, options?: VerifyOptions): Promise<VerifyReport>
+  async verify (options?: VerifyOptions): Promise<VerifyReport[]>
+  async verify (nameOrOptions?: string | VerifyOptions, maybeOptions?: VerifyOptions): Promise<VerifyReport | VerifyReport[]> {
+    const name = typeof nameOrOptions === 'string' ? nameOrOptions : undefined
+    const options = (typeof nameOrOptions === 'string' ? maybeOptions : nameOrOptions) ?? {}
+    if (typeof options !== 'object' || options === null) throw new MirrorError(`verify(): options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
+    if (options.repair !== undefined && typeof options.repair !== 'boolean') throw new MirrorError('verify(): option \'repair\' must be a boolean', codes.INVALID_OPTION)
+    nonNegativeInteger('verify()', 'timeout', options.timeout, 0)
+    if (this.status === 'opening') await this.open()
+    if (this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
+    const all = this.#replication.replicators
+    if (name !== undefined) {
+      const r = all.find((x) => x.name === name)
+      if (r === undefined) throw new MirrorError(`verify(): no replica is named '${name}' (replicas: ${all.map((x) => x.name).join(', ') || 'none'})`, codes.INVALID_OPTION)
+      return await this.#replication.verify(r, options)
+    }
+    const reports: VerifyReport[] = []
+    for (const r of all) reports.push(await this.#replication.verify(r, options))
+    return reports
   }
 
   // Deletes records every replica has applied. A promoted or restored store keeps them from where

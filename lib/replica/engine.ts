@@ -10,6 +10,7 @@ import { Journal, unlistedKeys, type StagedPart } from './journal'
 import { opsBytes, validatePart } from './part-codec'
 import { NEVER_SYNCED, decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
 import { checksum, type HistoryEntry } from '../history'
+import { entryDigests, fingerprintRange, type Fingerprint, type KeyRangeBounds } from '../fingerprint'
 import { demotedRecords, trimDiscarded } from './discarded'
 
 /** Options of {@link ReplicaEngine}. */
@@ -197,6 +198,43 @@ export class ReplicaEngine {
     return { snapshot, position, release: () => void snapshot.close() }
   }
 
+  /**
+   * Salvages a replica whose LevelDB reports corruption (damaged table files): closes it, runs
+   * LevelDB's repair on its directory (which keeps what can be read and drops the rest), opens it
+   * again. Verification then finds what was lost and mends it. Only for classic-level dbs.
+   */
+  async salvage (): Promise<void> {
+    const db = this.#db as unknown as { location?: unknown, constructor: { repair?: (location: string) => Promise<void> } }
+    if (typeof db.constructor.repair !== 'function' || typeof db.location !== 'string') {
+      throw new MirrorError('This replica db cannot be salvaged: only a classic-level directory can', codes.INVALID_OPTION)
+    }
+    await this.close()
+    await db.constructor.repair(db.location)
+    await this.open()
+  }
+
+  /** For verification: a fingerprint of each range of the replica's user data, at one state. */
+  async fingerprint (ranges: KeyRangeBounds[]): Promise<Fingerprint[]> {
+    const view = this.readView()
+    try {
+      const out: Fingerprint[] = []
+      for (const r of ranges) out.push(await fingerprintRange(this.#db, r.after, r.upto, view.snapshot))
+      return out
+    } finally {
+      view.release()
+    }
+  }
+
+  /** For verification: the entries of a range with their digests, `limit` at a time after `from`. */
+  async digests (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
+    const view = this.readView()
+    try {
+      return await entryDigests(this.#db, range, from, limit, view.snapshot)
+    } finally {
+      view.release()
+    }
+  }
+
   /** Applies (or stages) one part; see {@link ReplicaAdapter.apply}. Serialized. */
   apply (input: BatchPart): Promise<PartAck> {
     const run = this.#queue.then(() => this.#apply(input))
@@ -213,7 +251,11 @@ export class ReplicaEngine {
     const st = this.#state
     const ack = { watermark: st.watermark }
     const rejoining = !part.full && st.demoted !== null && (part.index === 0 ? part.rejoin !== undefined : this.#staged?.header.rejoin !== null)
-    if (part.full) {
+    if (part.repair === true) {
+      if (st.generation === null || st.demoted !== null || part.generation !== st.generation || part.to !== st.watermark) {
+        throw bad(`a repair is for the replica's own position (seq ${st.watermark}), not seq ${part.to}`)
+      }
+    } else if (part.full) {
       if (part.generation === st.generation && part.to <= st.watermark) return ack
     } else if (rejoining) {
       if (part.index === 0 && part.rejoin!.fork > st.demoted!.head) throw bad(`the fork (seq ${part.rejoin!.fork}) is past this demoted primary's head (${st.demoted!.head})`)

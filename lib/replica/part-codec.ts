@@ -26,7 +26,8 @@ export function validatePart (input: unknown): BatchPart {
   if (typeof p.generation !== 'string' || p.generation.length === 0 || p.generation.length > 64) throw bad('generation must be a short string')
   if (!isSeq(p.from) || !isSeq(p.to)) throw bad('from and to must be non-negative integers')
   if (typeof p.full !== 'boolean' || typeof p.final !== 'boolean') throw bad('full and final must be booleans')
-  if (!p.full && p.to <= p.from) throw bad(`an incremental batch must end after it starts (from ${p.from}, to ${p.to})`)
+  if (p.repair !== undefined && p.repair !== null && (typeof p.repair !== 'boolean' || (p.repair && (p.full || p.to !== p.from)))) throw bad('a repair is an incremental batch from and to the same seq')
+  if (!p.full && p.repair !== true && p.to <= p.from) throw bad(`an incremental batch must end after it starts (from ${p.from}, to ${p.to})`)
   if (!isSeq(p.index)) throw bad('index must be a non-negative integer')
   if (!Array.isArray(p.ops)) throw bad('ops must be an array')
   if (p.overwrite !== undefined && p.overwrite !== null && typeof p.overwrite !== 'boolean') throw bad('overwrite must be a boolean')
@@ -74,6 +75,7 @@ export function validatePart (input: unknown): BatchPart {
   if (p.overwrite === true) part.overwrite = true
   if (history !== undefined) part.history = history
   if (rejoin !== undefined) part.rejoin = rejoin
+  if (p.repair === true) part.repair = true
   return part
 }
 

@@ -84,7 +84,7 @@ function opCost (op: ReplicaOp): number {
 const OP_OVERHEAD = 32
 
 /** A chunk of ops for one part; `pieces`: it holds nothing but further pieces of one value. */
-interface OpsChunk {
+export interface OpsChunk {
   ops: ReplicaOp[]
   pieces: boolean
 }
@@ -94,7 +94,7 @@ interface OpsChunk {
  * the next one, and a put larger than a whole part is cut into pieces, one part each (see
  * `ReplicaOp.more`), so no part is ever larger than the limit whatever the value sizes.
  */
-class PartBuffer {
+export class PartBuffer {
   ops: ReplicaOp[] = []
   bytes = 0
   constructor (private limits: PartLimits) {}

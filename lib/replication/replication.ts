@@ -1,6 +1,7 @@
 import type { ReplicaAdapter } from '../adapter'
 import { MirrorError, codes } from '../errors'
-import type { HistoryEntry } from '../history'
+import { generationAt, type HistoryEntry } from '../history'
+import { verifyReplica, type VerifyOptions, type VerifyReport } from './verifier'
 import type { InnerDb } from '../inner'
 import { Replicator, resolveReplicaOptions, type ReplicaState, type ReplicatorHost } from './replicator'
 
@@ -91,6 +92,7 @@ export class Replication {
   #commits: Array<[number, number, number]> = []
   #bytes = 0
   #truncatedTo = 0
+  #verifyTimers: NodeJS.Timeout[] = []
 
   constructor (host: ReplicationHost, adapters: ReplicaAdapter[], options: { mode: Mode, onReplicaDown: OnReplicaDown, replicaTimeout: number }) {
     this.#host = host
@@ -115,7 +117,30 @@ export class Replication {
   get mode (): Mode { return this.#mode }
 
   start (): void {
-    for (const r of this.replicators) r.start()
+    for (const r of this.replicators) {
+      r.start()
+      if (r.options.verifyEvery > 0) {
+        const timer = setInterval(() => {
+          // A periodic check that cannot run now (the replica is down) waits for the next period.
+          this.verify(r, { repair: r.options.verifyRepair }).catch(() => {})
+        }, r.options.verifyEvery)
+        timer.unref()
+        this.#verifyTimers.push(timer)
+      }
+    }
+  }
+
+  /**
+   * Verifies `r` (see `db.verify()`): brings it to a snapshot's head, holds shipping to it while
+   * comparing it with that snapshot, repairs if asked, emits `replica-verify` with the report.
+   */
+  async verify (r: Replicator, options: VerifyOptions): Promise<VerifyReport> {
+    const report = await r.runHeld(
+      (source, seq) => verifyReplica(source, seq, generationAt(this.#host.history(), seq), r.adapter, r.name, r.partLimits, options),
+      options.timeout ?? 30_000
+    )
+    this.#host.emit('replica-verify', report)
+    return report
   }
 
   /** A group committed at `seq` with `bytes` of user data. */
@@ -245,6 +270,7 @@ export class Replication {
    * after the next open.
    */
   async close (timeout: number): Promise<void> {
+    for (const timer of this.#verifyTimers) clearInterval(timer)
     const closing = Promise.all(this.replicators.map((r) => r.close()))
     if (!(await settlesWithin(closing, timeout))) {
       for (const r of this.replicators) r.abort()

@@ -40,6 +40,8 @@ export interface ResolvedReplicaOptions {
   retryMinDelay: number
   retryMaxDelay: number
   overwrite: boolean
+  verifyEvery: number
+  verifyRepair: boolean
 }
 
 export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): ResolvedReplicaOptions {
@@ -54,8 +56,8 @@ export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): 
   if (retryMaxDelay < retryMinDelay) {
     throw new MirrorError(`${where}: retryMaxDelay (${retryMaxDelay}) is below retryMinDelay (${retryMinDelay})`, codes.INVALID_OPTION)
   }
-  if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') {
-    throw new MirrorError(`${where}: option 'overwrite' must be a boolean`, codes.INVALID_OPTION)
+  for (const flag of ['overwrite', 'verifyRepair'] as const) {
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw new MirrorError(`${where}: option '${flag}' must be a boolean`, codes.INVALID_OPTION)
   }
   return {
     name,
@@ -64,7 +66,9 @@ export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): 
     maxBatchBytes: positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024),
     retryMinDelay,
     retryMaxDelay,
-    overwrite: o.overwrite === true
+    overwrite: o.overwrite === true,
+    verifyEvery: nonNegativeInteger(where, 'verifyEvery', o.verifyEvery, 0),
+    verifyRepair: o.verifyRepair === true
   }
 }
 
@@ -113,6 +117,8 @@ export class Replicator {
   #attempt = 0
   // The largest part the transport carries, from the replica's hello.
   #maxPartBytes = Infinity
+  // Verifications waiting for the replica to be held at one seq.
+  #holds: Hold[] = []
   // A demoted primary's fork and log, while it waits to rejoin.
   #rejoin: { fork: number, records: Array<[number, number, Buffer[]]> | null } | null = null
   // The replica keeps our history with its watermark (false: an older replica that did not).
@@ -135,6 +141,10 @@ export class Replicator {
   }
 
   get name (): string { return this.options.name }
+  /** How large a part may be for this replica: its options, and what its transport carries. */
+  get partLimits (): { maxOps: number, maxBytes: number } {
+    return { maxOps: this.options.maxBatchOps, maxBytes: Math.min(this.options.maxBatchBytes, this.#maxPartBytes) }
+  }
   get state (): ReplicaState { return this.#state }
 
   /**
@@ -162,6 +172,7 @@ export class Replicator {
     this.#closing = true
     this.#wake.notify()
     await this.#closed
+    this.#failHolds(new MirrorError('the database closed before the replica was verified', codes.CLOSED))
     this.#setState('closed')
   }
 
@@ -203,6 +214,7 @@ export class Replicator {
         const stuck = REFUSALS.has(code) || CANNOT_CURE.has(code)
         if (REFUSALS.has(code)) this.reason = (err as Error).message
         this.#setState(REFUSALS.has(code) ? 'refused' : CANNOT_CURE.has(code) ? 'failed' : 'down')
+        this.#failHolds(this.lastError)
         this.#host.failed(this, this.lastError, this.#attempt)
         this.#host.changed(this)
         if (this.#closing) break
@@ -281,6 +293,10 @@ export class Replicator {
   async #shipWhenDue (resume: ReplicaHello['pending']): Promise<boolean> {
     let dueAt: number | null = null
     while (true) {
+      if (this.#holds.length > 0 && !this.#closing) {
+        await this.#serveHolds()
+        continue
+      }
       const behind = this.#host.head() > this.watermark || !this.consistent
       if (this.#closing) {
         // Closing ships what is due, a first copy included, unless close ran out of time.
@@ -308,8 +324,16 @@ export class Replicator {
     const inner = this.#host.inner
     const source: SnapshotSource = { db: inner, snapshot: inner.snapshot() }
     try {
-      const raw = await inner.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
-      const to = raw === undefined ? 0 : decodeHead(raw).seq
+      await this.#shipFrom(source, resume)
+    } finally {
+      await source.snapshot.close()
+    }
+  }
+
+  // Ships what takes the replica to the head of `source`.
+  async #shipFrom (source: SnapshotSource, resume: ReplicaHello['pending']): Promise<void> {
+    {
+      const to = await headOf(source)
       const plan = await this.#plan(source, to, resume)
       if (plan.kind === 'full' || plan.rejoin !== undefined) {
         this.#setState('syncing')
@@ -323,8 +347,54 @@ export class Replicator {
       }
       this.lastError = null
       this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+    }
+  }
+
+  /**
+   * Runs `fn` with the replica brought to the head of a snapshot of the primary and nothing else
+   * shipped to it until `fn` settles (verification: both sides compared at one seq). The app's
+   * writes and the other replicas go on. Rejects at once if the replica is down, refused or
+   * failed, and after `timeout` ms if it does not come up.
+   */
+  runHeld<T> (fn: (source: SnapshotSource, seq: number) => Promise<T>, timeout: number): Promise<T> {
+    if (!this.up) return Promise.reject(this.lastError ?? new MirrorError(`replica '${this.name}' is ${this.#state}`, codes.CLOSED))
+    return new Promise<T>((resolve, reject) => {
+      const hold: Hold = {
+        fn: fn as Hold['fn'],
+        resolve: resolve as Hold['resolve'],
+        reject,
+        timer: setTimeout(() => {
+          this.#holds = this.#holds.filter((h) => h !== hold)
+          reject(new MirrorError(`replica '${this.name}' did not come up for verification within ${timeout} ms (${this.#state})`, codes.REPLICA_TIMEOUT))
+        }, timeout)
+      }
+      this.#holds.push(hold)
+      this.#wake.notify()
+    })
+  }
+
+  async #serveHolds (): Promise<void> {
+    const inner = this.#host.inner
+    const source: SnapshotSource = { db: inner, snapshot: inner.snapshot() }
+    try {
+      if (this.watermark < await headOf(source) || !this.consistent) await this.#shipFrom(source, null)
+      for (const hold of this.#holds.splice(0)) {
+        clearTimeout(hold.timer)
+        try {
+          hold.resolve(await hold.fn(source, this.watermark))
+        } catch (err) {
+          hold.reject(err as Error)
+        }
+      }
     } finally {
       await source.snapshot.close()
+    }
+  }
+
+  #failHolds (err: Error): void {
+    for (const hold of this.#holds.splice(0)) {
+      clearTimeout(hold.timer)
+      hold.reject(err)
     }
   }
 
@@ -339,7 +409,7 @@ export class Replicator {
       this.pendingCopy = to
       this.#host.changed(this)
     }
-    const limits = { maxOps: this.options.maxBatchOps, maxBytes: Math.min(this.options.maxBatchBytes, this.#maxPartBytes) }
+    const limits = this.partLimits
     const history = this.#host.history()
     for await (const part of buildParts(source, plan, generationAt(history, to), limits)) {
       if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
@@ -410,6 +480,18 @@ function namedAfter (records: Array<[number, number, Buffer[]]>, fork: number): 
     keys.push(...named)
   }
   return keys
+}
+
+interface Hold {
+  fn: (source: SnapshotSource, seq: number) => Promise<unknown>
+  resolve: (value: unknown) => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout
+}
+
+async function headOf (source: SnapshotSource): Promise<number> {
+  const raw = await source.db.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
+  return raw === undefined ? 0 : decodeHead(raw).seq
 }
 
 function partBytes (part: BatchPart): number {

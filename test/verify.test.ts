@@ -1,0 +1,210 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { readdirSync, openSync, writeSync, closeSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { ClassicLevel } from 'classic-level'
+import { MemoryLevel } from 'memory-level'
+import { MirrorLevel } from '../lib/primary/mirror-level'
+import { LevelReplica } from '../adapters/level'
+import { TcpReplica } from '../adapters/tcp'
+import { MirrorServer } from '../lib/net/server'
+import { BlockDevice } from '../lib/device/block-device'
+import { tempDir } from './helpers'
+import { serialize, sleep } from './replication-helpers'
+
+// The app keeps writing while a verification runs: it must finish, and compare at one seq.
+function writeLoad (db: MirrorLevel): { stop: () => Promise<void> } {
+  let running = true
+  let i = 0
+  const loop = (async () => {
+    while (running) {
+      await db.put(`load${i++ % 200}`, `w${i}`)
+      if (i % 20 === 0) await sleep(1)
+    }
+  })()
+  return { stop: async () => { running = false; await loop } }
+}
+
+async function seeded (replicaDb: MemoryLevel | ClassicLevel, primaryInner: MemoryLevel | ClassicLevel = new MemoryLevel()): Promise<MirrorLevel> {
+  const db = new MirrorLevel(primaryInner, { replicas: [new LevelReplica(replicaDb, { name: 'backup' })] })
+  await db.batch(Array.from({ length: 2000 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(5, '0')}`, value: `v${i}` })))
+  await db.replicated()
+  return db
+}
+
+describe('verify and repair', () => {
+  const tmp = tempDir()
+  afterAll(() => tmp.cleanup())
+
+  it('finds nothing on equal stores, in one round trip, while the app writes', async () => {
+    const db = await seeded(new MemoryLevel())
+    const load = writeLoad(db)
+    const report = await db.verify('backup')
+    await load.stop()
+    expect(report).toMatchObject({ replica: 'backup', differing: { missing: 0, extra: 0, changed: 0 }, repaired: 0, roundTrips: 1 })
+    expect(report.entries).toBeGreaterThanOrEqual(2000)
+    expect(db.head!.seq).toBeGreaterThan(report.seq) // the app wrote on meanwhile
+    await db.close()
+  })
+
+  it('detects and repairs, under write load, a key deleted behind its back, a changed value, an extra key, and a write made on the primary\'s inner db directly', async () => {
+    const rdb = new MemoryLevel()
+    const inner = new MemoryLevel()
+    const db = await seeded(rdb, inner)
+    const load = writeLoad(db)
+    await rdb.del('k00010')
+    await rdb.put('k00020', 'tampered')
+    await rdb.put('zz-extra', 'not from the primary')
+    await inner.put('direct', 'in no log record') // never shipped: no log record names it
+    const events: unknown[] = []
+    db.on('replica-verify', (e) => events.push(e))
+    const found = await db.verify('backup')
+    expect(found.differing).toEqual({ missing: 2, extra: 1, changed: 1 })
+    expect(found.keys.map(String).sort()).toEqual(['direct', 'k00010', 'k00020', 'zz-extra'])
+    expect(found.repaired).toBe(0)
+    const repaired = await db.verify('backup', { repair: true })
+    expect(repaired.repaired).toBe(4)
+    expect(events).toHaveLength(2)
+    await load.stop()
+    await db.replicated()
+    expect((await db.verify('backup')).differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+    expect(await serialize(rdb as never)).toBe(await serialize(inner as never))
+    // The repair kept the replica's position: it goes on from where it was.
+    await db.put('after', 'repair')
+    await db.replicated()
+    expect(await rdb.get('after')).toBe('repair')
+    await db.close()
+  })
+
+  // Overwrites the first 4 KiB of every file of a closed LevelDB directory with this suffix.
+  function damage (dir: string, suffix: string): number {
+    let damaged = 0
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(suffix))) {
+      const path = join(dir, name)
+      if (statSync(path).size < 8192) continue
+      const fd = openSync(path, 'r+')
+      writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 0)
+      closeSync(fd)
+      damaged++
+    }
+    return damaged
+  }
+
+  async function mirrored (name: string, compact: boolean): Promise<{ primaryDir: string, replicaDir: string }> {
+    const primaryDir = join(tmp.dir, `${name}-p`)
+    const replicaDir = join(tmp.dir, `${name}-r`)
+    const db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [new LevelReplica(new ClassicLevel(replicaDir), { name: 'backup' })] })
+    for (let b = 0; b < 20; b++) await db.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${b}-${i}`, value: 'x'.repeat(100) })))
+    await db.replicated()
+    await db.close()
+    if (compact) {
+      const r = new ClassicLevel(replicaDir)
+      await r.compactRange('\x00', '\xff')
+      await r.close()
+    }
+    return { primaryDir, replicaDir }
+  }
+
+  it('finds the keys a replica silently lost when its write-ahead log was damaged, and mends them', async () => {
+    const { primaryDir, replicaDir } = await mirrored('wal', false)
+    expect(damage(replicaDir, '.log')).toBeGreaterThan(0)
+    const db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [new LevelReplica(new ClassicLevel(replicaDir), { name: 'backup' })] })
+    await db.open()
+    await db.replicated() // it reports itself current: nothing but a verification notices
+    const report = await db.verify('backup', { repair: true })
+    expect(report.differing.missing).toBeGreaterThan(0)
+    expect(report.repaired).toBe(report.differing.missing + report.differing.extra + report.differing.changed)
+    expect((await db.verify('backup')).differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+    await db.close()
+  })
+
+  it('a replica whose table files were damaged: reported as corrupt, and with repair salvaged and mended', async () => {
+    const { primaryDir, replicaDir } = await mirrored('tables', true)
+    expect(damage(replicaDir, '.ldb')).toBeGreaterThan(0)
+    const db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [new LevelReplica(new ClassicLevel(replicaDir), { name: 'backup' })] })
+    await db.open()
+    await db.replicated()
+    await expect(db.verify('backup')).rejects.toMatchObject({ code: 'MIRROR_CORRUPT' })
+    const report = await db.verify('backup', { repair: true })
+    expect(report.salvaged).toBe(true)
+    expect(report.differing.missing).toBeGreaterThan(0)
+    expect((await db.verify('backup')).differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+    await db.close()
+  })
+
+  it('finds exactly the keys that differ, and afterwards the stores are equal (fast-check)', async () => {
+    const keys = fc.integer({ min: 0, max: 299 }).map((i) => `k${String(i).padStart(3, '0')}`)
+    const change = fc.oneof(
+      fc.record({ op: fc.constant('del' as const), key: keys }),
+      fc.record({ op: fc.constant('put' as const), key: keys, value: fc.string({ maxLength: 6 }) }),
+      fc.record({ op: fc.constant('put' as const), key: fc.string({ minLength: 1, maxLength: 5 }).map((s) => `x${s}`), value: fc.string({ maxLength: 6 }) })
+    )
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 300 }), fc.array(change, { maxLength: 40 }), async (size, changes) => {
+      const inner = new MemoryLevel<string, string>()
+      const rdb = new MemoryLevel<string, string>()
+      const db = new MirrorLevel(inner, { replicas: [new LevelReplica(rdb, { name: 'r' })] })
+      if (size > 0) await db.batch(Array.from({ length: size }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(3, '0')}`, value: `v${i}` })))
+      await db.replicated()
+      for (const c of changes) {
+        if (c.op === 'del') await rdb.del(c.key)
+        else await rdb.put(c.key, c.value)
+      }
+      const primary = new Map(await inner.iterator({ lt: '\xff' }).all())
+      const replica = new Map(await rdb.iterator({ lt: '\xff' }).all())
+      const expected = { missing: 0, extra: 0, changed: 0 }
+      for (const [k, v] of primary) {
+        if (!replica.has(k)) expected.missing++
+        else if (replica.get(k) !== v) expected.changed++
+      }
+      for (const k of replica.keys()) if (!primary.has(k)) expected.extra++
+      const report = await db.verify('r', { repair: true })
+      expect(report.differing).toEqual(expected)
+      expect(await serialize(rdb as never)).toBe(await serialize(inner as never))
+      await db.close()
+    }), { numRuns: 60 })
+  })
+
+  it('a BlockDevice verifies with the same machinery: a damaged chunk on the replica is found and mended', async () => {
+    const rdb = new MemoryLevel<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { name: 'disk-backup' })] })
+    const dev = new BlockDevice(db.sublevel('disk0'), { size: 1024 * 1024, chunkSize: 4096 })
+    await dev.open()
+    for (let i = 0; i < 50; i++) await dev.write(i * 8192, Buffer.alloc(4096, i + 1))
+    await db.replicated()
+    const chunks = (await rdb.keys().all()).filter((k) => k.includes(Buffer.from('disk0')) && k[k.length - 9] === 0x63)
+    await rdb.put(chunks[7], Buffer.alloc(4096, 0xee))
+    const report = await db.verify('disk-backup', { repair: true })
+    expect(report.differing).toEqual({ missing: 0, extra: 0, changed: 1 })
+    expect((await db.verify('disk-backup')).differing.changed).toBe(0)
+    await db.close()
+  })
+
+  it('refuses what it cannot do: an unknown name, bad options, a replica that is down', async () => {
+    const db = await seeded(new MemoryLevel())
+    await expect(db.verify('nope')).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    await expect(db.verify('backup', { repair: 'yes' } as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    expect(await db.verify()).toHaveLength(1)
+    await db.close()
+  })
+
+  it('equal 1M-key stores over TCP: under 1% of the data crosses the wire', async () => {
+    const server = new MirrorServer({ dir: join(tmp.dir, 'srv'), key: 'verify-test-key-0123456789abcdef', port: 0 })
+    const { port } = await server.listen()
+    const db = new MirrorLevel(new ClassicLevel(join(tmp.dir, 'big')), {
+      replicas: [new TcpReplica({ port, resource: 'big', key: 'verify-test-key-0123456789abcdef', name: 'remote' })]
+    })
+    await db.open()
+    const value = Buffer.alloc(20, 1)
+    for (let b = 0; b < 100; b++) {
+      await db.batch(Array.from({ length: 10_000 }, (_, i) => ({ type: 'put' as const, key: `key-${String(b * 10_000 + i).padStart(8, '0')}`, value })), { valueEncoding: 'buffer' } as never)
+    }
+    await db.replicated({ timeout: 120_000 })
+    const report = await db.verify('remote', { timeout: 120_000 })
+    expect(report.entries).toBe(1_000_000)
+    expect(report.differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+    expect(report.wire.measured).toBe(true)
+    expect(report.wire.sent + report.wire.received).toBeLessThan(report.bytes / 100)
+    await db.close()
+    await server.close()
+  }, 180_000)
+})
