@@ -36,9 +36,25 @@ export function onePositional (positionals: string[], command: string, what = 'd
  * directory without a database is refused before LevelDB writes its LOCK and LOG files into it.
  */
 export function closedStore (dir: string): InnerDb {
+  checkStoreDir(dir)
+  return new ClassicLevel(dir, { createIfMissing: false }) as unknown as InnerDb
+}
+
+/** Refuses a path that is not a LevelDB directory, without opening anything. */
+export function checkStoreDir (dir: string): void {
   if (!existsSync(dir)) throw new UsageError(`${dir} does not exist`)
   if (!existsSync(join(dir, 'CURRENT'))) throw new Error(`${dir} is not a LevelDB database`)
-  return new ClassicLevel(dir, { createIfMissing: false }) as unknown as InnerDb
+}
+
+/** A failed open says only "Database failed to open": the reason is its cause. */
+export function explain (err: Error & { code?: string, cause?: unknown }): string {
+  let message = err.code !== undefined ? `${err.message} (${err.code})` : err.message
+  let cause = err.cause as (Error & { code?: string, cause?: unknown }) | undefined
+  while (cause instanceof Error) {
+    message += `: ${cause.message}${cause.code !== undefined ? ` (${cause.code})` : ''}`
+    cause = cause.cause as typeof cause
+  }
+  return message
 }
 
 /** Runs `fn` on a closed store, turning a failed open into what it means (in use, not a database). */

@@ -1,9 +1,10 @@
 // The mirror-level command line: serve replicas, make keys, inspect, recover, promote, demote and
 // restore stores. One file per group of commands; this one dispatches and reports errors.
-import { UsageError, fail } from './cli'
+import { UsageError, explain, fail } from './cli'
 import { restoreCommand, restoreUsage } from './restore'
 import { inFlags, keygen, keygenUsage, serve, serveUsage } from './serve'
 import { demote, promote, recover, status, storeUsage } from './store'
+import { verifyCommand, verifyUsage } from './verify'
 
 const main = `mirror-level <command> [options]
 
@@ -16,11 +17,12 @@ Commands:
   restore   get a primary's store back from a replica directory or a server
   promote   make a replica the primary (the primary's machine is gone)
   demote    make an old primary a replica of the new one, saving the writes it would lose
+  verify    prove a replica equals its primary, and mend only what differs
 
 Run 'mirror-level <command> --help' for a command's options.`
 
-const usage: Record<string, string> = { main, serve: serveUsage, keygen: keygenUsage, restore: restoreUsage, ...storeUsage }
-const commands: Record<string, (argv: string[]) => unknown> = { serve, keygen, status, recover, promote, demote, restore: restoreCommand }
+const usage: Record<string, string> = { main, serve: serveUsage, keygen: keygenUsage, restore: restoreUsage, verify: verifyUsage, ...storeUsage }
+const commands: Record<string, (argv: string[]) => unknown> = { serve, keygen, status, recover, promote, demote, restore: restoreCommand, verify: verifyCommand }
 
 const [command, ...rest] = process.argv.slice(2)
 try {
@@ -36,5 +38,5 @@ try {
   if (err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ||
     e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') fail(`${e.message}`, 2)
   if (e.code === 'MIRROR_INVALID_OPTION') fail(inFlags(e.message), 2)
-  fail(e.code !== undefined ? `${e.message} (${e.code})` : e.message)
+  fail(explain(e))
 }

@@ -208,3 +208,104 @@ describe('verify and repair', () => {
     await server.close()
   }, 180_000)
 })
+
+describe('verify over TCP', () => {
+  const tmp = tempDir()
+  afterAll(() => tmp.cleanup())
+  const KEY = 'verify-tcp-test-key-0123456789abcdef'
+
+  it('repairs differences on a server\'s replica, and salvages one whose table files were damaged', async () => {
+    const serverDir = join(tmp.dir, 'srv')
+    let server = new MirrorServer({ dir: serverDir, key: KEY, port: 0 })
+    let { port } = await server.listen()
+    const primaryDir = join(tmp.dir, 'p')
+    const tcp = (): TcpReplica => new TcpReplica({ port, resource: 'app', key: KEY, name: 'remote', retryMinDelay: 10, retryMaxDelay: 100 })
+    let db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [tcp()] })
+    for (let b = 0; b < 20; b++) await db.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${b}-${i}`, value: 'y'.repeat(100) })))
+    await db.replicated()
+    await db.close()
+    await server.close()
+    const r = new ClassicLevel(join(serverDir, 'app'))
+    await r.del('k3-3')
+    await r.put('k4-4', 'tampered')
+    await r.compactRange('\x00', '\xff')
+    await r.close()
+
+    server = new MirrorServer({ dir: serverDir, key: KEY, port: 0 });
+    ({ port } = await server.listen())
+    db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [tcp()] })
+    await db.open()
+    await db.replicated()
+    const found = await db.verify('remote', { repair: true })
+    expect(found.differing).toEqual({ missing: 1, extra: 0, changed: 1 })
+    expect(found.repaired).toBe(2)
+    await db.close()
+    await server.close()
+
+    // Now damage its table files: the server's LevelDB reports corruption; a repairing verify salvages it.
+    let damaged = 0
+    for (const name of readdirSync(join(serverDir, 'app')).filter((n) => n.endsWith('.ldb'))) {
+      const path = join(serverDir, 'app', name)
+      if (statSync(path).size < 8192) continue
+      const fd = openSync(path, 'r+')
+      writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 0)
+      closeSync(fd)
+      damaged++
+    }
+    expect(damaged).toBeGreaterThan(0)
+    server = new MirrorServer({ dir: serverDir, key: KEY, port: 0 });
+    ({ port } = await server.listen())
+    db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [tcp()] })
+    await db.open()
+    await db.replicated()
+    const salvaged = await db.verify('remote', { repair: true })
+    expect(salvaged.salvaged).toBe(true)
+    expect(salvaged.differing.missing).toBeGreaterThan(0)
+    expect((await db.verify('remote')).differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+    await db.close()
+    await server.close()
+  })
+
+  it('verifyEvery verifies on its own and reports each time', async () => {
+    const rdb = new MemoryLevel()
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { name: 'r', verifyEvery: 50, verifyRepair: true })] })
+    await db.put('a', '1')
+    await db.replicated()
+    const reports: Array<{ repaired: number }> = []
+    db.on('replica-verify', (e) => reports.push(e))
+    await rdb.del('a')
+    const { until } = await import('./replication-helpers')
+    await until(() => reports.some((r) => r.repaired === 1))
+    expect(await rdb.get('a')).toBe('1')
+    await db.close()
+  })
+})
+
+describe('mirror-level verify', () => {
+  const tmp = tempDir()
+  afterAll(() => tmp.cleanup())
+
+  it('compares two closed directories, exits 1 when they differ, repairs with --repair', async () => {
+    const { runCli } = await import('./tcp-helpers')
+    const primaryDir = join(tmp.dir, 'p')
+    const replicaDir = join(tmp.dir, 'r')
+    const db = new MirrorLevel(new ClassicLevel(primaryDir), { replicas: [new LevelReplica(new ClassicLevel(replicaDir))] })
+    await db.batch(Array.from({ length: 500 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: `v${i}` })))
+    await db.replicated()
+    await db.close()
+    let run = await runCli(['verify', primaryDir, replicaDir])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toMatch(/500 entries .*\nequal/)
+    const r = new ClassicLevel(replicaDir)
+    await r.del('k7')
+    await r.close()
+    run = await runCli(['verify', primaryDir, replicaDir, '--json'])
+    expect(run.code).toBe(1)
+    expect(JSON.parse(run.stdout)).toMatchObject({ differing: { missing: 1, extra: 0, changed: 0 }, repaired: 0 })
+    run = await runCli(['verify', primaryDir, replicaDir, '--repair'])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toMatch(/repaired: 1 keys/)
+    expect((await runCli(['verify', primaryDir, replicaDir])).code).toBe(0)
+    expect((await runCli(['verify', primaryDir])).code).toBe(2)
+  })
+})
