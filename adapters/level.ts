@@ -41,6 +41,11 @@ export class LevelReplica implements ReplicaAdapter {
     this.options = { ...options }
   }
 
+  /** The replica db (do not write to it: read it through `reader()`). */
+  get db (): unknown {
+    return this.#engine.db
+  }
+
   /**
    * A read-only view of the replica that only ever shows real states of the primary, also while
    * a large batch is applied through the journal (reading the replica db directly may then show

@@ -1,8 +1,8 @@
 import type { ConnectionOptions } from 'node:tls'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
-import { describe, positiveInteger } from '../lib/options'
-import { keyBytes, validResource } from '../lib/net/protocol'
+import { atLeast, describe, positiveInteger } from '../lib/options'
+import { MIN_FRAME_BYTES, keyBytes, validResource } from '../lib/net/protocol'
 import { Link, type Traffic } from '../lib/net/client'
 import { isFingerprint, type Fingerprint, type KeyRangeBounds } from '../lib/fingerprint'
 import { checkTls } from '../lib/net/tls'
@@ -63,6 +63,7 @@ export class TcpReplica implements ReplicaAdapter {
     for (const name of ['connectTimeout', 'requestTimeout', 'heartbeatInterval', 'heartbeatTimeout', 'window', 'maxFrameBytes'] as const) {
       if (options[name] !== undefined) positiveInteger('TcpReplica', name, options[name])
     }
+    if (options.maxFrameBytes !== undefined) atLeast('TcpReplica', 'maxFrameBytes', options.maxFrameBytes, MIN_FRAME_BYTES)
     const host = options.host ?? '127.0.0.1'
     if (typeof host !== 'string' || host.length === 0) {
       throw new MirrorError(`TcpReplica: option 'host' must be a non-empty string (the server's address), got ${describe(host)}`, codes.INVALID_OPTION)

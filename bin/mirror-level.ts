@@ -26,7 +26,9 @@ const commands: Record<string, (argv: string[]) => unknown> = { serve, keygen, s
 
 const [command, ...rest] = process.argv.slice(2)
 try {
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+  if (command === undefined) {
+    throw new UsageError(`a command is needed\n\n${usage.main}`)
+  } else if (command === '--help' || command === '-h' || command === 'help') {
     console.log(rest[0] !== undefined && usage[rest[0]] !== undefined ? usage[rest[0]] : usage.main)
   } else if (commands[command] !== undefined) {
     await commands[command](rest)

@@ -159,6 +159,8 @@ export interface ReplicaAdapter {
   readonly name: string
   /** The common options (validated by the replicator) plus the adapter's own. */
   readonly options: CommonReplicaOptions
+  /** For a replica in this process: its db, so a primary can refuse one in its own directory (optional). */
+  readonly db?: unknown
   /** Connects if needed and reports what the replica holds. Called again after any failure. */
   hello (): Promise<ReplicaHello>
   /**

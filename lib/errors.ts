@@ -69,3 +69,23 @@ export class MirrorError extends Error {
     this.code = code
   }
 }
+
+/** An error's message with the messages of its causes (a failed open says only "Database failed to open"). */
+export function describeError (err: unknown): string {
+  const e = err as Error & { code?: string, cause?: unknown }
+  let message = e?.message ?? String(err)
+  let cause = e?.cause as (Error & { code?: string, cause?: unknown }) | undefined
+  for (let depth = 0; cause instanceof Error && depth < 5; depth++) {
+    message += `: ${cause.message}${cause.code !== undefined ? ` (${cause.code})` : ''}`
+    cause = cause.cause as typeof cause
+  }
+  return message
+}
+
+/** The code that says most: a wrapper's (LEVEL_DATABASE_NOT_OPEN) gives way to its cause's (LEVEL_LOCKED). */
+export function telling (err: unknown): string | null {
+  const e = err as { code?: string, cause?: { code?: string } } | null
+  if (e === null || typeof e !== 'object') return null
+  if (e.code === 'LEVEL_DATABASE_NOT_OPEN' && typeof e.cause?.code === 'string') return e.cause.code
+  return e.code ?? null
+}

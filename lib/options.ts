@@ -24,3 +24,16 @@ export function describe (value: unknown): string {
   if (value === null || typeof value !== 'object') return String(value)
   return Array.isArray(value) ? 'an array' : 'an object'
 }
+
+/** A number option that must be at least `min`. */
+export function atLeast (where: string, name: string, value: number, min: number): number {
+  if (value < min) throw new MirrorError(`${where}: option '${name}' must be at least ${min}, got ${value}`, codes.INVALID_OPTION)
+  return value
+}
+
+/** Refuses option names a function does not know (a typo would otherwise be ignored). */
+export function knownOptions (where: string, options: object, known: readonly string[]): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) throw new MirrorError(`${where}: unknown option '${name}' (known: ${known.join(', ')})`, codes.INVALID_OPTION)
+  }
+}

@@ -129,3 +129,29 @@ describe('arguments that cannot work', () => {
     await db.close()
   })
 })
+
+describe('more arguments that cannot work', () => {
+  it('frame and part limits too small to carry anything, and misspelt options, are refused', async () => {
+    const { MirrorServer } = await import('../lib/net/server')
+    const { TcpReplica } = await import('../adapters/tcp')
+    expect(() => new MirrorServer({ dir: '/tmp/x', key: 'k'.repeat(20), maxFrameBytes: 100 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new TcpReplica({ resource: 'r', key: 'k'.repeat(20), maxFrameBytes: 10 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    expect(() => new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(new MemoryLevel(), { maxBatchBytes: 1 })] })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    const db = new MirrorLevel(new MemoryLevel())
+    await db.open()
+    await expect(db.replicated({ timout: 5 } as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    await db.close()
+  })
+
+  it('writes made before open() resolves capture their Buffers too', async () => {
+    const db = new MirrorLevel<Buffer, Buffer>(new MemoryLevel(), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    const key = Buffer.from('u001')
+    const pending = [db.put(key, Buffer.from('a'))]
+    key.write('u002')
+    pending.push(db.batch([{ type: 'put', key, value: Buffer.from('b') }]))
+    key.write('u003')
+    await Promise.all(pending)
+    expect((await db.keys().all()).map(String)).toEqual(['u001', 'u002'])
+    await db.close()
+  })
+})

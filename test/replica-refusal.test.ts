@@ -116,3 +116,51 @@ describe('a replica that holds what this primary did not send it', () => {
     await db.close()
   })
 })
+
+describe('the primary\'s own directory, and adapters shared between primaries', () => {
+  it('a replica in the primary\'s own directory, however its path is spelled, is refused before anything opens', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const path = `${dir}/app`
+      const seed = new MirrorLevel(new ClassicLevel(path))
+      await seed.put('precious', '1')
+      await seed.close()
+      for (const spelling of [`${dir}/sub/../app`, `${dir}//app`, `${dir}/app/`]) {
+        const inner = new ClassicLevel(path)
+        expect(() => new MirrorLevel(inner, { replicas: [new LevelReplica(new ClassicLevel(spelling))] }), spelling)
+          .toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringMatching(/same directory as the primary/) }))
+        await inner.close()
+      }
+      const check = new MirrorLevel(new ClassicLevel(path))
+      expect(await check.get('precious')).toBe('1')
+      await check.close()
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('one adapter serves one open primary at a time', async () => {
+    const replica = new LevelReplica(new MemoryLevel())
+    const a = new MirrorLevel(new MemoryLevel(), { replicas: [replica] })
+    await a.open()
+    const b = new MirrorLevel(new MemoryLevel(), { replicas: [replica] })
+    expect((await b.open().catch((e) => e)).cause?.code).toBe('MIRROR_INVALID_OPTION')
+    await a.close()
+    await b.open() // free again once the first closed
+    await b.close()
+  })
+
+  it('overwrite also replaces a replica of another line of history', async () => {
+    const rdb = new MemoryLevel()
+    const other = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb)] })
+    await other.put('theirs', '1')
+    await other.replicated()
+    await other.close()
+    const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { overwrite: true })] })
+    await db.put('mine', '2')
+    await db.replicated()
+    await db.close()
+    await rdb.open()
+    expect(await rdb.iterator({ lt: '\xff' }).all()).toEqual([['mine', '2']])
+  })
+})

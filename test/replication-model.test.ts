@@ -24,10 +24,16 @@ describe('replication under faults and restarts (fast-check)', () => {
       fc.array(command, { maxLength: 40 }),
       fc.integer({ min: 0, max: 5 }),
       fc.integer({ min: 1, max: 6 }),
-      async (commands, maxDelay, maxBatchOps) => {
+      fc.boolean(),
+      fc.integer({ min: 0, max: 30 }),
+      async (commands, maxDelay, maxBatchOps, journal, preexisting) => {
+        // Data the store held before it was wrapped: the first copy comes in several parts, which
+        // faults and restarts can interrupt (and, journaled, resume) more than once.
         const inner = new MemoryLevel()
-        const states = new PrimaryStates(inner as never)
-        const adapter = new TestAdapter(new MemoryLevel() as never, { maxDelay, maxBatchOps })
+        for (let i = 0; i < preexisting; i++) await inner.put(`old${i}`, `o${i}`)
+        const states = new PrimaryStates(inner as never, new Map(Array.from({ length: preexisting }, (_, i) => [Buffer.from(`old${i}`).toString('hex'), Buffer.from(`o${i}`).toString('hex')])))
+        // maxApplyBytes 1 journals every batch; otherwise they are held in memory and applied at once.
+        const adapter = new TestAdapter(new MemoryLevel() as never, { maxDelay, maxBatchOps, ...(journal ? { maxApplyBytes: 1 } : {}) } as never)
         let db = new MirrorLevel(inner, { replicas: [adapter] })
         let dev = new BlockDevice(db.sublevel('dev', { keyEncoding: 'buffer', valueEncoding: 'buffer' }), { size: 4096, chunkSize: 256 })
         await dev.open()

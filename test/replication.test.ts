@@ -423,3 +423,28 @@ describe('replicas that join while another is active', () => {
     await db.close()
   })
 })
+
+describe('a first copy interrupted more than once', () => {
+  it('ships what changed since its oldest staged part: the replica ends equal, not stale', async () => {
+    const inner = new MemoryLevel()
+    const seed = new MirrorLevel(inner)
+    await seed.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(4, '0')}`, value: 'v1' })))
+    await seed.close()
+    const rdb = new MemoryLevel()
+    // Every part journaled (maxApplyBytes 1), 100 keys a part: the copy is ten parts.
+    const adapter = new TestAdapter(rdb as never, { maxBatchOps: 100, maxApplyBytes: 1 } as never)
+    adapter.faults = ['ok', 'ok', 'ok', 'failBefore'] // session 1: three parts staged, read at seq 1
+    await inner.open()
+    const db = new MirrorLevel(inner, { replicas: [adapter] })
+    await db.open()
+    await until(() => adapter.parts.length >= 4)
+    // Every key changes; the second attempt stages two more parts, read at the new seq, then fails too.
+    await db.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(4, '0')}`, value: 'v2' })))
+    adapter.faults = ['ok', 'ok', 'failBefore']
+    await until(() => adapter.parts.length >= 7)
+    await db.replicated()
+    expect(adapter.parts[4].index).toBe(3) // resumed, not restarted
+    expect(await serialize(rdb as never)).toBe(await serialize(inner as never))
+    await db.close()
+  })
+})

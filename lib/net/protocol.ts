@@ -15,6 +15,8 @@ import { MirrorError, codes } from '../errors'
  */
 export const PROTOCOL_VERSION = 1
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+/** A frame limit below this could not carry the protocol's own messages (a hello with its history). */
+export const MIN_FRAME_BYTES = 64 * 1024
 const HEADER = 8
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })

@@ -1,14 +1,15 @@
+import { existsSync, statSync } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
 import { MirrorError, codes } from '../errors'
 import type { InnerDb } from '../inner'
-import { describe, positiveInteger } from '../options'
+import { atLeast, describe, positiveInteger } from '../options'
 import { MemoryBudget } from '../memory-budget'
 import { ReplicaEngine } from '../replica/engine'
 import { Connection } from './connection'
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, validResource } from './protocol'
+import { DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES, encodeFrame, validResource } from './protocol'
 import { allows, fullGrant, parseKeys, sees, type KeyGrant, type Right } from './keys'
 import { Resources } from './resources'
 import { checkTls } from './tls'
@@ -131,7 +132,7 @@ export class MirrorServer {
       port,
       tls: options.tls,
       maxConnections: positiveInteger('MirrorServer', 'maxConnections', options.maxConnections, 64),
-      maxFrameBytes: positiveInteger('MirrorServer', 'maxFrameBytes', options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES),
+      maxFrameBytes: atLeast('MirrorServer', 'maxFrameBytes', positiveInteger('MirrorServer', 'maxFrameBytes', options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES), MIN_FRAME_BYTES),
       authTimeout: positiveInteger('MirrorServer', 'authTimeout', options.authTimeout, 5000),
       idleTimeout: positiveInteger('MirrorServer', 'idleTimeout', options.idleTimeout, 15_000),
       maxBufferedBytes: positiveInteger('MirrorServer', 'maxBufferedBytes', options.maxBufferedBytes, 256 * 1024 * 1024),
@@ -158,7 +159,9 @@ export class MirrorServer {
   async listen (): Promise<{ host: string, port: number }> {
     const dir = this.#options.dir
     try {
-      await mkdir(dir, { recursive: true })
+      // Node's recursive mkdir spins on some paths (/proc/...): recursive only where parents are missing.
+      if (existsSync(dirname(dir))) await mkdir(dir).catch((err) => { if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(dir).isDirectory()) throw err })
+      else await mkdir(dir, { recursive: true })
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err
@@ -166,9 +169,13 @@ export class MirrorServer {
       throw new MirrorError(`MirrorServer: option 'dir' must be a directory: ${what}`, codes.INVALID_OPTION, { cause: err })
     }
     return await new Promise((resolve, reject) => {
-      this.#server.once('error', reject)
+      this.#server.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EADDRINUSE') reject(new MirrorError(`MirrorServer: port ${this.#options.port} on ${this.#options.host} is in use by another process`, codes.INVALID_OPTION, { cause: err }))
+        else if (err.code === 'EADDRNOTAVAIL') reject(new MirrorError(`MirrorServer: ${this.#options.host} is not an address of this machine`, codes.INVALID_OPTION, { cause: err }))
+        else reject(err)
+      })
       this.#server.listen(this.#options.port, this.#options.host, () => {
-        this.#server.off('error', reject)
+        this.#server.removeAllListeners('error')
         const a = this.#server.address() as AddressInfo
         this.#options.log(`listening on ${a.address}:${a.port}${this.#options.tls !== undefined ? ' (TLS)' : ''}, replicas in ${this.#options.dir}`)
         resolve({ host: a.address, port: a.port })

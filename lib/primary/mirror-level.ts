@@ -11,8 +11,9 @@ import { Replication, validateReplicas, type Mode, type OnReplicaDown, type Repl
 import type { VerifyOptions, VerifyReport } from '../replication/verifier'
 import { UserIterator, type InnerIterator } from '../user-iterator'
 import { MirrorChainedBatch } from './mirror-chained-batch'
+import { refuseSharedDirectories } from './directories'
 import { MirrorSnapshot } from './mirror-snapshot'
-import { describe, nonNegativeInteger, positiveInteger } from '../options'
+import { describe, knownOptions, nonNegativeInteger, positiveInteger } from '../options'
 import { Pipeline, type MaintenanceStep } from '../log/pipeline'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
@@ -145,6 +146,10 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       throw new MirrorError(`MirrorLevel: option 'onReplicaDown' must be 'degrade' or 'block', got ${describe(onReplicaDown)}`, codes.INVALID_OPTION)
     }
     validateReplicas(adapters)
+    refuseSharedDirectories([
+      { what: 'the primary', db: inner },
+      ...adapters.map((a, i) => ({ what: `replica ${i} ('${a.options?.name ?? a.name}')`, db: a.db }))
+    ])
     const timeout = nonNegativeInteger('MirrorLevel', 'replicaTimeout', replicaTimeout, 30_000)
     const closeWithin = nonNegativeInteger('MirrorLevel', 'closeTimeout', closeTimeout, 5000)
     const supports = inner.supports as typeof inner.supports & { getSync?: boolean }
@@ -181,6 +186,14 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   async _open (): Promise<void> {
+    // One adapter serves one primary: a second would overwrite the replica under the first.
+    for (const adapter of this.#adapters) {
+      const owner = owners.get(adapter)
+      if (owner !== undefined && owner !== this && owner.status !== 'closed') {
+        throw new MirrorError(`replica '${adapter.options?.name ?? adapter.name}' already belongs to another open MirrorLevel; give each primary its own adapter`, codes.INVALID_OPTION)
+      }
+    }
+    for (const adapter of this.#adapters) owners.set(adapter, this)
     await this.#inner.open()
     try {
       await this.#load()
@@ -285,6 +298,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (typeof options !== 'object' || options === null) {
       throw new MirrorError(`replicated(): options must be an object such as { timeout: 1000 }, got ${describe(options)}`, codes.INVALID_OPTION)
     }
+    knownOptions('replicated()', options, ['timeout'])
     const timeout = nonNegativeInteger('replicated()', 'timeout', options.timeout, 0)
     if (this.status === 'opening') await this.open()
     if (this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
@@ -304,7 +318,9 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const name = typeof nameOrOptions === 'string' ? nameOrOptions : undefined
     const options = (typeof nameOrOptions === 'string' ? maybeOptions : nameOrOptions) ?? {}
     if (typeof options !== 'object' || options === null) throw new MirrorError(`verify(): options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
+    knownOptions('verify()', options, ['repair', 'onProgress', 'timeout'])
     if (options.repair !== undefined && typeof options.repair !== 'boolean') throw new MirrorError('verify(): option \'repair\' must be a boolean', codes.INVALID_OPTION)
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new MirrorError('verify(): option \'onProgress\' must be a function', codes.INVALID_OPTION)
     nonNegativeInteger('verify()', 'timeout', options.timeout, 0)
     if (this.status === 'opening') await this.open()
     if (this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
@@ -377,6 +393,30 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const committed = this.#write(ops, options)
     return this.#mode === 'async' ? committed : committed.then((seq) => this.#replication!.waitFor(seq))
   }
+
+  // Writes made before the db is open wait in abstract-level's deferred queue with the caller's
+  // Buffers; copy those at the call too. (Open, _put and friends copy: see below.)
+  /* eslint-disable @typescript-eslint/no-explicit-any */
+  override put (key: any, value: any, options?: any): Promise<void> {
+    return this.status === 'open' ? super.put(key, value, options) : super.put(copied(key), copied(value), options)
+  }
+
+  override del (key: any, options?: any): Promise<void> {
+    return this.status === 'open' ? super.del(key, options) : super.del(copied(key), options)
+  }
+
+  override batch (...args: any[]): any {
+    if (args.length === 0) return super.batch()
+    const [operations, options] = args
+    if (this.status === 'open' || !Array.isArray(operations)) return super.batch(operations, options)
+    return super.batch(operations.map((op: any) => {
+      if (typeof op !== 'object' || op === null || !(op.key instanceof Uint8Array || op.value instanceof Uint8Array)) return op
+      const copy = { ...op, key: copied(op.key) }
+      if ('value' in op) copy.value = copied(op.value)
+      return copy
+    }), options)
+  }
+  /* eslint-enable @typescript-eslint/no-explicit-any */
 
   // Keys and values are copied here, when the write is made: it commits later, and a caller may
   // reuse its Buffer as soon as the call returns (classic-level captures at call time too).
@@ -477,6 +517,13 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     return new MirrorSnapshot(options, this.#inner.snapshot())
   }
 }
+
+function copied<T> (x: T): T {
+  return (x instanceof Uint8Array ? Buffer.from(x) : x) as T
+}
+
+// Which open MirrorLevel each adapter serves.
+const owners = new WeakMap<ReplicaAdapter, { readonly status: string }>()
 
 function isAbstractLevel (db: unknown): db is InnerDb {
   const d = db as InnerDb

@@ -155,7 +155,7 @@ export class ReplicaEngine {
     const staged = this.#staged
     const j = staged !== null && staged.held === null ? staged.header : null
     const pending: PendingCopy | null = j !== null && j.full && !j.committed && !j.copyDone
-      ? { to: j.to, generation: j.generation, parts: j.parts, upto: j.upto }
+      ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto }
       : null
     const { generation, watermark, history, demoted } = this.#state
     return {
@@ -316,10 +316,13 @@ export class ReplicaEngine {
       }
       if (part.to < j.to) throw bad('a resumed copy cannot go back in seq')
     }
+    const older = part.range !== undefined && part.to < j.readAt
     return {
       ...j,
       generation: part.generation,
       to: part.to,
+      readAt: older ? part.to : j.readAt,
+      readAtGeneration: older ? part.generation : j.readAtGeneration,
       parts: j.parts + 1,
       upto: part.range !== undefined ? copyUpto : j.upto,
       copyDone: j.copyDone || (part.range !== undefined && copyUpto === null)
@@ -393,13 +396,18 @@ export class ReplicaEngine {
     return true
   }
 
-  // Redo: apply every staged part in order, then the watermark; safe to repeat after a crash.
+  // Redo: apply every staged part in order, then the watermark; safe to repeat after a crash. A
+  // committed batch is applied to the end even while closing: it is local work, and stopping half
+  // way would leave the directory a mix of two states until the next open.
   async #applyJournal (header: JournalHeader): Promise<void> {
     this.#holdStable()
     try {
-      await this.#journal.apply(header.parts, () => {
-        if (this.#closing) throw new MirrorError('The replica closed while applying a journaled batch; it is applied on its next open', codes.CLOSED)
-      })
+      if (!header.applying) {
+        // From here on the data may be a mix: `mirror-level status` says so until the apply ends.
+        header.applying = true
+        await this.#db.put(metaKeys.journal, encodeJournal(header), BUFFERS)
+      }
+      await this.#journal.apply(header.parts, () => {})
       await this.#db.batch(this.#finishOps(header, true), BUFFERS)
     } finally {
       this.#releaseStable()
@@ -490,7 +498,10 @@ function firstHeader (part: BatchPart): JournalHeader {
     piece: null,
     overwrite: part.overwrite === true,
     rejoin: part.rejoin?.fork ?? null,
-    history: null
+    history: null,
+    readAt: part.to,
+    readAtGeneration: part.generation,
+    applying: false
   }
 }
 

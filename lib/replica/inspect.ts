@@ -2,7 +2,7 @@ import { BUFFERS, type InnerDb } from '../inner'
 import { decodeHead } from '../log/head'
 import { metaKeys } from '../keyspace'
 import { unpackState } from './part-codec'
-import { decodeJournal, decodeReplicaState } from './state'
+import { NEVER_SYNCED, decodeJournal, decodeReplicaState } from './state'
 
 /** What `mirror-level status` reports about a primary's or a replica's directory. */
 export interface StoreReport {
@@ -14,7 +14,7 @@ export interface StoreReport {
    */
   consistent: boolean
   primary?: { head: number, logBytes: number, history: Array<[string, number]>, preexisting: boolean }
-  replica?: { generation: string | null, watermark: number, staged: { to: number, parts: number, full: boolean, committed: boolean } | null }
+  replica?: { generation: string | null, watermark: number, staged: { to: number, parts: number, full: boolean, committed: boolean, applying: boolean } | null, demoted?: { head: number } | null }
   text: string
 }
 
@@ -28,17 +28,20 @@ export async function inspectStore (db: InnerDb): Promise<StoreReport> {
     return { role: 'restoring', consistent: false, text: `an unfinished restore (of a replica at seq ${r.source.watermark}, ${r.entries} entries copied so far): run the same mirror-level restore again to complete it` }
   }
   if (state !== undefined || journal !== undefined) {
-    const st = state === undefined ? { generation: null, watermark: 0 } : decodeReplicaState(state)
+    const st = state === undefined ? NEVER_SYNCED : decodeReplicaState(state)
     const j = journal === undefined ? null : decodeJournal(journal)
-    const staged = j === null ? null : { to: j.to, parts: j.parts, full: j.full, committed: j.committed }
-    const consistent = st.generation !== null && staged?.committed !== true
-    const why = staged?.committed === true
-      ? `NOT consistent: a batch to seq ${staged.to} is committed but not fully applied; run \`mirror-level recover\` on this directory before reading it with plain level`
-      : st.generation === null ? 'NOT consistent: never synced, it holds no state of a primary yet' : 'consistent: plain level reads a real state of the primary'
-    const text = `replica: generation ${st.generation ?? '(never synced)'}, watermark ${st.watermark}` +
-      (staged === null ? '' : `; staged ${staged.full ? 'full copy' : 'batch'} to seq ${staged.to}, ${staged.parts} part(s), ${staged.committed ? 'committed' : 'not committed (the data is untouched by it)'}`) +
+    const staged = j === null ? null : { to: j.to, parts: j.parts, full: j.full, committed: j.committed, applying: j.applying }
+    // A committed batch whose apply has not begun has not touched the data yet: it is applied on the next open.
+    const mixed = staged !== null && staged.committed && staged.applying
+    const consistent = st.generation !== null && !mixed
+    const why = mixed
+      ? `NOT consistent: a batch to seq ${staged.to} was being applied when the process stopped; run \`mirror-level recover\` on this directory before reading it with plain level`
+      : st.demoted !== null ? `a demoted primary (it was a primary at seq ${st.demoted.head}): it rejoins when a primary of its line meets it as a replica`
+        : st.generation === null ? 'NOT consistent: never synced, it holds no state of a primary yet' : 'consistent: plain level reads a real state of the primary'
+    const text = `replica: generation ${st.generation ?? '(none)'}, watermark ${st.watermark}` +
+      (staged === null ? '' : `; staged ${staged.full ? 'full copy' : 'batch'} to seq ${staged.to}, ${staged.parts} part(s), ${!staged.committed ? 'not committed (the data is untouched by it)' : mixed ? 'being applied' : 'committed, to be applied on the next open (the data is untouched by it yet)'}`) +
       `\n${why}`
-    return { role: 'replica', consistent, replica: { generation: st.generation, watermark: st.watermark, staged }, text }
+    return { role: 'replica', consistent, replica: { generation: st.generation, watermark: st.watermark, staged, demoted: st.demoted === null ? null : { head: st.demoted.head } }, text }
   }
   if (head !== undefined && history !== undefined) {
     const h = decodeHead(head)

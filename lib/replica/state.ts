@@ -34,6 +34,15 @@ export interface JournalHeader {
   rejoin: number | null
   /** The primary's history the replica holds once the batch is applied (set by the final part). */
   history: HistoryEntry[] | null
+  /**
+   * For a full copy: the oldest seq any of its staged copy parts was read at, and its generation.
+   * A copy resumed more than once holds parts read at several seqs; what changed since the oldest
+   * of them must still be shipped.
+   */
+  readAt: number
+  readAtGeneration: string
+  /** The apply of this committed batch has begun: the user data may be a mix of two states until it ends. */
+  applying: boolean
 }
 
 const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -88,6 +97,9 @@ export function decodeJournal (value: Uint8Array): JournalHeader {
     piece: key(j.piece),
     overwrite: j.overwrite === true,
     rejoin: isSeq(j.rejoin) ? j.rejoin : null,
-    history: isHistory(j.history) ? j.history : null
+    history: isHistory(j.history) ? j.history : null,
+    readAt: isSeq(j.readAt) ? j.readAt : j.to,
+    readAtGeneration: typeof j.readAtGeneration === 'string' ? j.readAtGeneration : j.generation,
+    applying: j.applying === true
   }
 }

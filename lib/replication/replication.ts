@@ -1,5 +1,5 @@
 import type { ReplicaAdapter } from '../adapter'
-import { MirrorError, codes } from '../errors'
+import { MirrorError, codes, describeError, telling } from '../errors'
 import { generationAt, type HistoryEntry } from '../history'
 import { verifyReplica, type VerifyOptions, type VerifyReport } from './verifier'
 import type { InnerDb } from '../inner'
@@ -258,8 +258,8 @@ export class Replication {
         watermark: r.watermark,
         head,
         lag: { seqs: Math.max(0, head - Math.max(w, 0)), bytes, ms },
-        error: r.lastError?.message ?? null,
-        errorCode: (r.lastError as { code?: string } | null)?.code ?? null
+        error: r.lastError === null ? null : describeError(r.lastError),
+        errorCode: telling(r.lastError)
       }
     })
   }

@@ -3,7 +3,7 @@ import { buildParts, logCovers, planSteps, type Plan, type SnapshotSource } from
 import { MirrorError, codes } from '../errors'
 import { HEAD_KEY, decodeHead } from '../log/head'
 import { BUFFERS, type InnerDb } from '../inner'
-import { nonNegativeInteger, positiveInteger } from '../options'
+import { atLeast, nonNegativeInteger, positiveInteger } from '../options'
 import { Signal, backoff } from './signal'
 import { checksumAt, describeHistory, forkPoint, generationAt, historyAt, type HistoryEntry } from '../history'
 
@@ -63,7 +63,8 @@ export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): 
     name,
     maxDelay: nonNegativeInteger(where, 'maxDelay', o.maxDelay, 50),
     maxBatchOps: positiveInteger(where, 'maxBatchOps', o.maxBatchOps, 1000),
-    maxBatchBytes: positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024),
+    // A part must hold at least a key and a piece of its value.
+    maxBatchBytes: atLeast(where, 'maxBatchBytes', positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024), 4096),
     retryMinDelay,
     retryMaxDelay,
     overwrite: o.overwrite === true,
@@ -267,6 +268,27 @@ export class Replicator {
       this.#host.changed(this)
       return
     }
+    try {
+      this.#relate(hello, history, head)
+    } catch (err) {
+      // Told to overwrite: a replica of another line of history is replaced by a full copy.
+      if (!this.options.overwrite) throw err
+      this.reason = `${(err as Error).message}; overwrite is set: it gets a full copy`
+      this.consistent = false
+      this.watermark = 0
+      this.received = 0
+      this.#host.changed(this)
+      return
+    }
+    this.consistent = true
+    this.watermark = hello.watermark
+    this.received = hello.watermark
+    this.lastError = null
+    this.#host.changed(this)
+  }
+
+  // Throws MIRROR_DIVERGED unless the replica's position is a state of this primary's history.
+  #relate (hello: ReplicaHello, history: HistoryEntry[], head: number): void {
     if (hello.watermark > head) {
       throw new MirrorError(`replica '${this.name}' is at seq ${hello.watermark}, ahead of this primary (seq ${head}): it holds writes this primary does not have (split-brain, or this primary lost writes); not writing to it. ` +
         `This primary's history: ${describeHistory(history)}. To keep the replica's writes, restore a primary from it; to drop them, demote the replica's side.`, codes.DIVERGED)
@@ -283,10 +305,6 @@ export class Replicator {
         throw new MirrorError(`replica '${this.name}' holds generation ${hello.generation} at seq ${hello.watermark}, which is not in this primary's history (${describeHistory(history)}): not writing to it`, codes.DIVERGED)
       }
     }
-    this.consistent = true
-    this.watermark = hello.watermark
-    this.received = hello.watermark
-    this.#host.changed(this)
   }
 
   // Waits for work (and the coalescing window), then ships one batch. False once closing.
