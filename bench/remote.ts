@@ -13,7 +13,7 @@ import { child, type ChildReport } from './replication'
 
 const cli = fileURLToPath(new URL('../bin/mirror-level.ts', import.meta.url))
 
-function serve (dir: string, keyFile: string): Promise<{ port: number, stop: () => void }> {
+export function serve (dir: string, keyFile: string): Promise<{ port: number, stop: () => void }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--dir', dir, '--port', '0', '--key-file', keyFile, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''

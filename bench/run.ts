@@ -4,6 +4,7 @@ import { cpus } from 'node:os'
 import { batches4k, concurrentPuts, deviceWrites } from './core'
 import { catchUp, coalescingMatrix, withReplica } from './replication'
 import { lag, tcpCatchUp } from './remote'
+import { verifyTime, verifyWire } from './verify'
 import type { Result } from './harness'
 
 const all: Record<string, () => Promise<Result | Result[]>> = {
@@ -14,7 +15,9 @@ const all: Record<string, () => Promise<Result | Result[]>> = {
   catchup: () => catchUp(),
   live: () => withReplica(),
   lag: () => lag(),
-  'tcp-catchup': () => tcpCatchUp()
+  'tcp-catchup': () => tcpCatchUp(),
+  verify: () => verifyTime(),
+  'verify-wire': () => verifyWire()
 }
 
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(all)

@@ -283,7 +283,6 @@ export class Replicator {
     this.consistent = true
     this.watermark = hello.watermark
     this.received = hello.watermark
-    this.lastError = null
     this.#host.changed(this)
   }
 
@@ -323,6 +322,8 @@ export class Replicator {
       }
       if (!behind) {
         dueAt = null
+        // Up and holding everything: whatever went wrong before is over.
+        this.lastError = null
         this.#setState('idle')
         await this.#wake.wait()
         continue
