@@ -50,6 +50,30 @@ export async function concurrentPuts (rounds = 8, puts = 100_000, concurrency = 
   return report(`${concurrency} concurrent 100-byte puts`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 1.2x')
 }
 
+/** Puts one at a time, each awaited before the next: how most apps write. */
+export async function awaitedPuts (size: number, rounds = 8, puts = 20_000): Promise<Result> {
+  const value = randomBytes(size)
+  const work = async (db: Db) => {
+    for (let i = 0; i < puts; i++) await db.put(randomKey(), value)
+    return puts
+  }
+  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  return report(`${size}-byte puts, one at a time, each awaited`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.9x')
+}
+
+/** `concurrency` writers putting `size`-byte values, each awaiting its own put. */
+export async function concurrentSized (size: number, rounds = 8, puts = 100_000, concurrency = 64): Promise<Result> {
+  const value = randomBytes(size)
+  const work = async (db: Db) => {
+    let left = puts
+    const worker = async () => { while (left-- > 0) await db.put(randomKey(), value) }
+    await Promise.all(Array.from({ length: concurrency }, worker))
+    return puts
+  }
+  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  return report(`${concurrency} concurrent ${size}-byte puts`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], 'none; for reference')
+}
+
 export async function deviceWrites (rounds = 12, writes = 5000, size = 256 * 1024 * 1024): Promise<Result> {
   const chunks = size / 4096
   const data = randomBytes(4096)

@@ -55,6 +55,37 @@ export async function alternate (sides: [Side, Side], rounds: number): Promise<[
   return [units[0] / seconds[0], units[1] / seconds[1]]
 }
 
+/** What a round measured, with the CPU time the process spent in it (every thread). */
+export interface MeasuredCpu extends Measured {
+  cpuSeconds: number
+}
+
+/** Times `fn` in wall-clock and in CPU time of this process (user + system, all threads). */
+export async function timedCpu (fn: () => Promise<number>): Promise<MeasuredCpu> {
+  const c0 = process.cpuUsage()
+  const m = await timed(fn)
+  const c = process.cpuUsage(c0)
+  return { ...m, cpuSeconds: (c.user + c.system) / 1e6 }
+}
+
+/**
+ * Runs the rounds of several sides, rotating which goes first (A B C, B C A, C A B, ...), and
+ * returns each side's units per second and CPU seconds per unit.
+ */
+export async function rotate (sides: Array<{ name: string, round: (round: number) => Promise<MeasuredCpu> }>, rounds: number): Promise<Array<{ rate: number, cpuPerUnit: number }>> {
+  const totals = sides.map(() => ({ units: 0, seconds: 0, cpu: 0 }))
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < sides.length; k++) {
+      const i = (r + k) % sides.length
+      const m = await sides[i].round(r)
+      totals[i].units += m.units
+      totals[i].seconds += m.seconds
+      totals[i].cpu += m.cpuSeconds
+    }
+  }
+  return totals.map((t) => ({ rate: t.units / t.seconds, cpuPerUnit: t.cpu / t.units }))
+}
+
 export function fmt (n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(1)
 }

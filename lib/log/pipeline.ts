@@ -27,8 +27,8 @@ export interface PipelineOptions {
   maxGroupOps: number
   /** ... or this many bytes of keys and values. */
   maxGroupBytes: number
-  /** Called after every commit, in seq order, with the bytes of keys and values it wrote. */
-  onCommit: (seq: number, head: Head, bytes: number) => void
+  /** Called after every commit, in seq order, with the user ops it wrote and their bytes of keys and values. */
+  onCommit: (seq: number, head: Head, bytes: number, ops: InnerOp[]) => void
 }
 
 /**
@@ -138,9 +138,11 @@ export class Pipeline {
       }
       const group = this.#takeGroup()
       await this.#commitGroup(group)
-      // Let the writers just resolved queue their next writes (they run in microtasks) before the
-      // next group is taken: groups twice as large under concurrency, for one event-loop turn.
-      await new Promise(setImmediate)
+      // Under concurrency, let the writers just resolved queue their next writes (they run in
+      // microtasks) before the next group is taken: groups twice as large, for one event-loop
+      // turn. A lone writer, awaiting each write, would only wait that turn for nothing: its next
+      // write starts the pipeline again itself.
+      if (group.length > 1 || this.#queue.length > 0) await new Promise(setImmediate)
     }
   }
 
@@ -191,14 +193,14 @@ export class Pipeline {
     }
     const from = this.head.seq
     const seq = from + 1
-    const ops: InnerOp[] = []
+    const user: InnerOp[] = []
     const keys: Buffer[] = []
     let sync = false
     let bytes = 0
     for (const w of group) {
       bytes += w.bytes
       for (const op of w.ops) {
-        ops.push(op)
+        user.push(op)
         keys.push(op.key)
       }
       sync ||= w.sync
@@ -207,6 +209,7 @@ export class Pipeline {
     const record = encodeRecord(from, keys)
     const head = { seq, logBytes: this.head.logBytes + recordKey.length + record.length }
     const prelude = this.#prelude
+    const ops = user.slice()
     if (prelude !== null) ops.push(...prelude.ops)
     ops.push({ type: 'put', key: recordKey, value: record })
     ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) })
@@ -222,7 +225,7 @@ export class Pipeline {
       this.#prelude = null
       prelude.committed()
     }
-    this.#options.onCommit(seq, head, bytes)
+    this.#options.onCommit(seq, head, bytes, user)
     return seq
   }
 }

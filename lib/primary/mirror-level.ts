@@ -227,9 +227,9 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const pipeline = new Pipeline(this.#inner, stored, {
       maxGroupOps: this.#maxGroupOps,
       maxGroupBytes: this.#maxGroupBytes,
-      onCommit: (seq, h, bytes) => {
+      onCommit: (seq, h, bytes, ops) => {
         this.#afterCommit(h.logBytes)
-        this.#replication?.onCommit(seq, bytes)
+        this.#replication?.onCommit(seq, bytes, ops)
       }
     })
     this.#pipeline = pipeline

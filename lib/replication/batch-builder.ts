@@ -240,3 +240,20 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
   }
   if (held !== null) yield { ...(held as BatchPart), final: true }
 }
+
+/**
+ * The parts of an incremental batch whose ops are at hand (the net effect of consecutive seqs,
+ * from the value tail, in key order): the same bounded parts as `buildParts`, the last one final.
+ */
+export function * tailParts (ops: ReplicaOp[], plan: Plan & { kind: 'incremental' }, generation: string, limits: PartLimits): Generator<BatchPart> {
+  const buffer = new PartBuffer(limits)
+  let index = 0
+  let held: BatchPart | null = null
+  const emit = function * (chunk: ReplicaOp[]): Generator<BatchPart> {
+    if (held !== null) yield held
+    held = { generation, from: plan.from, to: plan.to, index: index++, final: false, full: false, ops: chunk }
+  }
+  for (const op of ops) for (const chunk of buffer.add(op)) yield * emit(chunk.ops)
+  if (buffer.ops.length > 0 || held === null) yield * emit(buffer.take().ops)
+  yield { ...(held as unknown as BatchPart), final: true }
+}

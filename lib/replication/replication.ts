@@ -2,7 +2,8 @@ import type { ReplicaAdapter } from '../adapter'
 import { MirrorError, codes, describeError, telling } from '../errors'
 import { generationAt, type HistoryEntry } from '../history'
 import { verifyReplica, type VerifyOptions, type VerifyReport } from './verifier'
-import type { InnerDb } from '../inner'
+import type { InnerDb, InnerOp } from '../inner'
+import { ValueTail } from './tail'
 import { Replicator, resolveReplicaOptions, type ReplicaState, type ReplicatorHost } from './replicator'
 
 /** When a write's promise resolves (HAST's names). */
@@ -65,6 +66,7 @@ interface Waiter {
 }
 
 const MAX_COMMITS = 100_000
+const TAIL_BYTES = 16 * 1024 * 1024
 
 /** Checks every adapter's common options and that names are unique; throws a coded error. */
 export function validateReplicas (adapters: ReplicaAdapter[]): void {
@@ -93,6 +95,8 @@ export class Replication {
   #bytes = 0
   #truncatedTo = 0
   #verifyTimers: NodeJS.Timeout[] = []
+  // The ops of recent seqs, for replicas that keep up (see ValueTail).
+  #tail = new ValueTail(TAIL_BYTES)
 
   constructor (host: ReplicationHost, adapters: ReplicaAdapter[], options: { mode: Mode, onReplicaDown: OnReplicaDown, replicaTimeout: number }) {
     this.#host = host
@@ -103,6 +107,7 @@ export class Replication {
     const self = this
     const replicatorHost: ReplicatorHost = {
       inner: host.inner,
+      tail: this.#tail,
       history: () => host.history(),
       head: () => host.head(),
       urgent () { return self.#waiters.length > 0 },
@@ -144,8 +149,9 @@ export class Replication {
   }
 
   /** A group committed at `seq` with `bytes` of user data. */
-  onCommit (seq: number, bytes: number): void {
+  onCommit (seq: number, bytes: number, ops: InnerOp[]): void {
     if (this.replicators.length === 0) return
+    this.#tail.push(seq, ops, bytes + ops.length * 16)
     this.#bytes += bytes
     this.#commits.push([seq, Date.now(), this.#bytes])
     if (this.#commits.length > MAX_COMMITS) this.#commits.splice(0, this.#commits.length - MAX_COMMITS)
@@ -220,6 +226,9 @@ export class Replication {
 
   // Log records every replica has applied can go, and lag history they all have.
   #trim (): void {
+    // The tail keeps what the slowest replica that uses it (a consistent one) has not applied.
+    const using = this.replicators.filter((r) => r.consistent)
+    if (using.length > 0) this.#tail.trim(Math.min(...using.map((r) => r.watermark)))
     let need = Infinity
     for (const r of this.replicators) {
       if (r.watermark < 0 && r.pendingCopy === null) return // not heard from: it may need anything

@@ -1,5 +1,6 @@
 import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from '../adapter'
-import { buildParts, logCovers, planSteps, type Plan, type SnapshotSource } from './batch-builder'
+import { buildParts, logCovers, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
+import type { ValueTail } from './tail'
 import { MirrorError, codes } from '../errors'
 import { HEAD_KEY, decodeHead } from '../log/head'
 import { BUFFERS, type InnerDb } from '../inner'
@@ -84,6 +85,8 @@ const CANNOT_CURE: ReadonlySet<string> = new Set([
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
 export interface ReplicatorHost {
   readonly inner: InnerDb
+  /** The ops of the most recent seqs, for a replica that keeps up. */
+  readonly tail: ValueTail
   /** The primary's generation history, oldest first. */
   history (): HistoryEntry[]
   /** The last committed seq. */
@@ -340,6 +343,17 @@ export class Replicator {
   }
 
   async #ship (resume: ReplicaHello['pending']): Promise<void> {
+    // A replica that keeps up gets the ops the pipeline just committed, without a read of LevelDB.
+    const tail = this.#host.tail
+    if (this.consistent && resume === null && this.#rejoin === null && tail.covers(this.watermark)) {
+      const { to, ops } = tail.since(this.watermark)
+      this.#setState('streaming')
+      const plan: Plan = { kind: 'incremental', from: this.watermark, to }
+      await this.#shipBatch(plan, tailParts(ops, plan, generationAt(this.#host.history(), to), this.partLimits))
+      this.lastError = null
+      this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+      return
+    }
     const inner = this.#host.inner
     const source: SnapshotSource = { db: inner, snapshot: inner.snapshot() }
     try {
@@ -356,11 +370,12 @@ export class Replicator {
       const plan = await this.#plan(source, to, resume)
       if (plan.kind === 'full' || plan.rejoin !== undefined) {
         this.#setState('syncing')
-        await this.#shipBatch(source, plan)
+        await this.#shipBatch(plan, this.#parts(source, plan))
       } else {
         this.#setState('streaming')
         for (const step of await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)) {
-          await this.#shipBatch(source, { kind: 'incremental', from: this.watermark, to: step })
+          const stepPlan: Plan = { kind: 'incremental', from: this.watermark, to: step }
+          await this.#shipBatch(stepPlan, this.#parts(source, stepPlan))
           if (this.#closing && step < plan.to && this.#aborted) break
         }
       }
@@ -417,7 +432,11 @@ export class Replicator {
     }
   }
 
-  async #shipBatch (source: SnapshotSource, plan: Plan): Promise<void> {
+  #parts (source: SnapshotSource, plan: Plan): AsyncGenerator<BatchPart> {
+    return buildParts(source, plan, generationAt(this.#host.history(), plan.to), this.partLimits)
+  }
+
+  async #shipBatch (plan: Plan, batch: AsyncGenerator<BatchPart> | Generator<BatchPart>): Promise<void> {
     const to = plan.to
     const from = this.watermark
     let parts = 0
@@ -428,9 +447,8 @@ export class Replicator {
       this.pendingCopy = to
       this.#host.changed(this)
     }
-    const limits = this.partLimits
     const history = this.#host.history()
-    for await (const part of buildParts(source, plan, generationAt(history, to), limits)) {
+    for await (const part of batch) {
       if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
       if (part.final) part.history = this.#historyFor(plan, history)
       const onReceived = part.final ? () => this.#received(to) : undefined

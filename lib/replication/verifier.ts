@@ -53,6 +53,7 @@ const BRANCHING = 16
 const LEAF = 32
 const MAX_RANGES_PER_REQUEST = 256
 const DIGESTS_PAGE = 1000
+const LEAVES_IN_FLIGHT = 16
 
 interface Pending {
   range: KeyRangeBounds
@@ -132,12 +133,14 @@ async function compare (source: SnapshotSource, seq: number, generation: string,
   while (level.length > 0) {
     const next: Pending[] = []
     const split: Array<{ range: KeyRangeBounds, fingerprint: Fingerprint }> = []
+    const leaves = level.filter((p) => p.local.count <= LEAF || p.remote.count <= LEAF)
+    // Leaves are compared LEAVES_IN_FLIGHT at a time: their round trips overlap.
+    for (let at = 0; at < leaves.length; at += LEAVES_IN_FLIGHT) {
+      const found = await Promise.all(leaves.slice(at, at + LEAVES_IN_FLIGHT).map((p) => compareKeys(source, p.range, digests, estimate, () => { report.roundTrips++ })))
+      for (const [kind, key] of found.flat()) await differs(kind, key)
+    }
     for (const p of level) {
-      if (p.local.count <= LEAF || p.remote.count <= LEAF) {
-        await compareKeys(source, p.range, digests, differs, estimate, () => { report.roundTrips++ })
-      } else {
-        split.push(...await splitRange(source.db, p.range, p.local.count, BRANCHING, source.snapshot))
-      }
+      if (!leaves.includes(p)) split.push(...await splitRange(source.db, p.range, p.local.count, BRANCHING, source.snapshot))
     }
     if (split.length > 0) {
       const theirs = await remoteFingerprints(split.map((s) => s.range))
@@ -166,15 +169,17 @@ function diffCount (report: VerifyReport): number {
   return report.differing.missing + report.differing.extra + report.differing.changed
 }
 
+type Difference = ['missing' | 'extra' | 'changed', Buffer]
+
 // The last step: the keys of one small range on both sides, by digest.
 async function compareKeys (
   source: SnapshotSource,
   range: KeyRangeBounds,
   digests: NonNullable<ReplicaAdapter['digests']>,
-  differs: (kind: 'missing' | 'extra' | 'changed', key: Buffer) => Promise<void>,
   estimate: (sent: number, received: number) => void,
   roundTrip: () => void
-): Promise<void> {
+): Promise<Difference[]> {
+  const found: Difference[] = []
   const mine = new Map<string, [Buffer, Buffer]>()
   let from: Buffer | null = null
   while (true) {
@@ -191,14 +196,15 @@ async function compareKeys (
     for (const [key, digest] of page.entries) {
       const id = key.toString('latin1')
       const own = mine.get(id)
-      if (own === undefined) await differs('extra', key)
-      else if (!own[1].equals(digest)) await differs('changed', key)
+      if (own === undefined) found.push(['extra', key])
+      else if (!own[1].equals(digest)) found.push(['changed', key])
       mine.delete(id)
     }
     if (!page.more || page.entries.length === 0) break
     from = page.entries[page.entries.length - 1][0]
   }
-  for (const [key] of mine.values()) await differs('missing', key)
+  for (const [key] of mine.values()) found.push(['missing', key])
+  return found
 }
 
 /**
