@@ -26,17 +26,14 @@ export function runTs (file: string, args: string[], options: { timeoutMs?: numb
   })
 }
 
-import { decodeHead } from '../lib/log/head'
 import { BUFFERS, type InnerDb } from '../lib/inner'
-import { readRecords } from '../lib/log/records'
+import { readRecords, storedHead } from '../lib/log/records'
 import type { LogRecord } from '../lib/log/record-codec'
-import { HEAD_KEY } from '../lib/log/head'
 import { RESERVED_RANGE } from '../lib/keyspace'
 
 /** The head and every log record, read straight from an (open) inner db. */
 export async function inspectLog (inner: InnerDb): Promise<{ head: { seq: number, logBytes: number }, records: LogRecord[], bytes: number }> {
-  const raw = await inner.get(HEAD_KEY, BUFFERS)
-  const head = raw === undefined ? { seq: 0, logBytes: 0 } : decodeHead(raw)
+  const head = (await storedHead({ db: inner })) ?? { seq: 0, logBytes: 0 }
   const records: LogRecord[] = []
   let bytes = 0
   for await (const r of readRecords({ db: inner })) {

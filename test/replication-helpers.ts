@@ -1,9 +1,9 @@
 import type { BatchPart, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { LevelReplica } from '../adapters/level'
-import { decodeHead } from '../lib/log/head'
 import type { InnerDb } from '../lib/inner'
-import { isReserved } from '../lib/keyspace'
-import { HEAD_KEY } from '../lib/log/head'
+import { isReserved, logRange, seqOfLogKey } from '../lib/keyspace'
+
+const LOG_PREFIX = logRange.gte
 import { userData } from './helpers'
 
 export type Fault = 'ok' | 'failBefore' | 'failAfter' | { delay: number }
@@ -86,6 +86,7 @@ export async function serialize (db: InnerDb): Promise<string> {
 export class PrimaryStates {
   states = new Map<number, string>()
   #model = new Map<string, string>()
+  #last = 0
 
   constructor (inner: InnerDb, initial: Map<string, string> = new Map()) {
     this.#model = new Map(initial)
@@ -94,14 +95,18 @@ export class PrimaryStates {
       let seq: number | null = null
       for (const op of ops) {
         const key = Buffer.from(op.key)
-        if (key.equals(HEAD_KEY)) {
-          seq = decodeHead(op.value!).seq
+        if (key.subarray(0, LOG_PREFIX.length).equals(LOG_PREFIX)) {
+          // Every commit writes the record of its new seq; log maintenance rewrites older ones.
+          if (op.type === 'put' && seqOfLogKey(key) > this.#last) seq = seqOfLogKey(key)
         } else if (!isReserved(key)) {
           if (op.type === 'put') this.#model.set(key.toString('hex'), Buffer.from(op.value!).toString('hex'))
           else this.#model.delete(key.toString('hex'))
         }
       }
-      if (seq !== null) this.states.set(seq, this.#serialize())
+      if (seq !== null) {
+        this.#last = seq
+        this.states.set(seq, this.#serialize())
+      }
     })
   }
 

@@ -1,5 +1,6 @@
 import { MirrorError, codes } from '../errors'
-import { HEAD_KEY, encodeHead, decodeHead, type Head } from './head'
+import { HEAD_KEY, encodeHead, type Head } from './head'
+import { HEAD_EVERY, storedHead } from './records'
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { logKey } from '../keyspace'
 import { encodeRecord } from './record-codec'
@@ -187,8 +188,8 @@ export class Pipeline {
 
   async #commit (group: PendingWrite[]): Promise<number> {
     if (this.#uncertain) {
-      const stored = await this.#inner.get(HEAD_KEY, BUFFERS)
-      if (stored !== undefined) this.head = decodeHead(stored)
+      const stored = await storedHead({ db: this.#inner })
+      if (stored !== null) this.head = stored
       this.#uncertain = false
     }
     const from = this.head.seq
@@ -212,7 +213,9 @@ export class Pipeline {
     const ops = user.slice()
     if (prelude !== null) ops.push(...prelude.ops)
     ops.push({ type: 'put', key: recordKey, value: record })
-    ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) })
+    // The head is in the log (its newest record); the head key is refreshed now and then so that
+    // opening reads only a few records past it.
+    if (seq % HEAD_EVERY === 0) ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) })
     try {
       // `sync` is classic-level's: fsync this batch (and so everything before it) to disk
       await this.#inner.batch(ops, (sync ? { ...BUFFERS, sync } : BUFFERS) as typeof BUFFERS)

@@ -1,5 +1,5 @@
 import type { AbstractSnapshot } from 'abstract-level'
-import type { Head } from './head'
+import { HEAD_KEY, decodeHead, type Head } from './head'
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { logKey, logRange, seqOfLogKey } from '../keyspace'
 import { decodeRecord, encodeRecord, type LogRecord } from './record-codec'
@@ -33,6 +33,33 @@ export async function * readRecords (source: LogSource, after = -1, upto = Infin
     await it.close()
   }
 }
+
+/**
+ * The primary's head as it is stored: the meta key `head` is written now and then (every
+ * HEAD_EVERY commits, and with every log maintenance step), not with every write, so the seqs and
+ * bytes of the records after it are added to it. Null if the store holds no head.
+ */
+export async function storedHead (source: LogSource): Promise<Head | null> {
+  const raw = await source.db.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
+  if (raw === undefined) return null
+  const head = decodeHead(raw)
+  for await (const record of readRecords(source, head.seq)) {
+    head.seq = Math.max(head.seq, record.to)
+    head.logBytes += record.bytes
+  }
+  return head
+}
+
+/** The last committed seq of a (snapshot of a) primary's store: the head key or the newest record after it. */
+export async function headSeq (source: LogSource): Promise<number> {
+  const raw = await source.db.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
+  const stored = raw === undefined ? 0 : decodeHead(raw).seq
+  const last = await source.db.keys({ ...logRange, keyEncoding: 'buffer', reverse: true, limit: 1, snapshot: source.snapshot }).all()
+  return last.length === 0 ? stored : Math.max(stored, seqOfLogKey(last[0]))
+}
+
+/** How often a commit also writes the head: opening reads at most this many records past it. */
+export const HEAD_EVERY = 128
 
 /** A record as stored, with its size in bytes (key and value). */
 export interface StoredRecord extends LogRecord {

@@ -2,11 +2,11 @@ import { AbstractIterator, AbstractLevel, type AbstractDatabaseOptions, type Abs
 import { Packr } from 'msgpackr'
 import { MirrorError, codes } from '../errors'
 import { decodeHistory, encodeHistory, newGeneration, type HistoryEntry } from '../history'
-import { HEAD_KEY, decodeHead, encodeHead } from '../log/head'
+import { HEAD_KEY, encodeHead } from '../log/head'
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { isReserved, metaKeys, reservedEnd, reservedStart } from '../keyspace'
 import type { ReplicaAdapter } from '../adapter'
-import { compactionStep, truncationStep } from '../log/records'
+import { compactionStep, storedHead, truncationStep } from '../log/records'
 import { Replication, validateReplicas, type Mode, type OnReplicaDown, type ReplicaStatus } from '../replication/replication'
 import type { VerifyOptions, VerifyReport } from '../replication/verifier'
 import { UserIterator, type InnerIterator } from '../user-iterator'
@@ -223,7 +223,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       if (head === undefined || history === undefined) throw new MirrorError('The stored head or history is missing', codes.CORRUPT)
       this.#history = decodeHistory(history)
     }
-    const stored = head === undefined ? { seq: 0, logBytes: 0 } : decodeHead(head)
+    const stored = head === undefined ? { seq: 0, logBytes: 0 } : (await storedHead({ db: this.#inner }))!
     const pipeline = new Pipeline(this.#inner, stored, {
       maxGroupOps: this.#maxGroupOps,
       maxGroupBytes: this.#maxGroupBytes,

@@ -4,7 +4,7 @@ import { MirrorError, codes } from '../errors'
 import { decodeHistory, describeHistory } from '../history'
 import { BUFFERS, type InnerDb } from '../inner'
 import { metaKeys } from '../keyspace'
-import { decodeHead } from '../log/head'
+import { storedHead } from '../log/records'
 import { saveDiscarded } from './discarded'
 import { encodeReplicaState } from './state'
 
@@ -42,7 +42,7 @@ export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Pr
     const [head, history, replica] = await db.getMany([metaKeys.head, metaKeys.history, metaKeys.replica], BUFFERS)
     if (replica !== undefined) throw new MirrorError('This store is already a replica: nothing to demote', codes.WRONG_ROLE)
     if (head === undefined || history === undefined) throw new MirrorError('This store is not a mirror-level primary: nothing to demote', codes.WRONG_ROLE)
-    const h = decodeHead(head).seq
+    const h = (await storedHead({ db }))!.seq
     const hist = decodeHistory(history)
     const saved = path === null ? { keys: 0, exact: true } : await saveDiscarded(db, path, hist, h)
     await db.batch([

@@ -1,5 +1,5 @@
 import { BUFFERS, type InnerDb } from '../inner'
-import { decodeHead } from '../log/head'
+import { storedHead } from '../log/records'
 import { metaKeys } from '../keyspace'
 import { unpackState } from './part-codec'
 import { NEVER_SYNCED, decodeJournal, decodeReplicaState } from './state'
@@ -44,7 +44,7 @@ export async function inspectStore (db: InnerDb): Promise<StoreReport> {
     return { role: 'replica', consistent, replica: { generation: st.generation, watermark: st.watermark, staged, demoted: st.demoted === null ? null : { head: st.demoted.head } }, text }
   }
   if (head !== undefined && history !== undefined) {
-    const h = decodeHead(head)
+    const h = (await storedHead({ db }))!
     const hist = unpackState<Array<[string, number]>>(history, 'history')
     const o = origin === undefined ? null : unpackState<{ preexisting: boolean }>(origin, 'origin')
     return {

@@ -2,8 +2,8 @@ import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } fr
 import { buildParts, logCovers, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
 import type { ValueTail } from './tail'
 import { MirrorError, codes } from '../errors'
-import { HEAD_KEY, decodeHead } from '../log/head'
-import { BUFFERS, type InnerDb } from '../inner'
+import { headSeq } from '../log/records'
+import type { InnerDb } from '../inner'
 import { atLeast, nonNegativeInteger, positiveInteger } from '../options'
 import { Signal, backoff } from './signal'
 import { checksumAt, describeHistory, forkPoint, generationAt, historyAt, type HistoryEntry } from '../history'
@@ -526,9 +526,8 @@ interface Hold {
   timer: NodeJS.Timeout
 }
 
-async function headOf (source: SnapshotSource): Promise<number> {
-  const raw = await source.db.get(HEAD_KEY, { ...BUFFERS, snapshot: source.snapshot })
-  return raw === undefined ? 0 : decodeHead(raw).seq
+function headOf (source: SnapshotSource): Promise<number> {
+  return headSeq(source)
 }
 
 function partBytes (part: BatchPart): number {
