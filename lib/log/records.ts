@@ -71,6 +71,11 @@ export interface CompactionLimits {
   budget: number
   /** At most this many records are merged in one atomic step. */
   maxRecordsPerStep: number
+  /**
+   * No record ends at or before this seq (they were truncated): reading starts after it, instead
+   * of walking through the deleted records LevelDB keeps until it compacts them away.
+   */
+  after?: number
 }
 
 /**
@@ -92,7 +97,7 @@ export async function compactionStep (db: InnerDb, head: Head, limits: Compactio
   let to = 0
   const ops: InnerOp[] = []
 
-  for await (const record of readRecords({ db })) {
+  for await (const record of readRecords({ db }, limits.after ?? -1)) {
     if (taken === 0) from = record.from
     to = record.to
     taken++
@@ -126,15 +131,18 @@ export async function compactionStep (db: InnerDb, head: Head, limits: Compactio
 
 /**
  * One atomic truncation step: deletes up to `maxRecords` of the oldest records that end at or
- * before `upto` (every replica has applied them). Null when there are none.
+ * before `upto` (every replica has applied them), reading after `after` (records up to it are
+ * already gone). Null when there are none.
  */
-export async function truncationStep (db: InnerDb, head: Head, upto: number, maxRecords: number): Promise<{ ops: InnerOp[], logBytes: number } | null> {
+export async function truncationStep (db: InnerDb, head: Head, after: number, upto: number, maxRecords: number): Promise<{ ops: InnerOp[], logBytes: number, through: number } | null> {
   const ops: InnerOp[] = []
   let bytes = 0
-  for await (const record of readRecords({ db }, -1, upto)) {
+  let through = after
+  for await (const record of readRecords({ db }, after, upto)) {
+    through = record.to
     ops.push({ type: 'del', key: logKey(record.to) })
     bytes += record.bytes
     if (ops.length >= maxRecords) break
   }
-  return ops.length === 0 ? null : { ops, logBytes: head.logBytes - bytes }
+  return ops.length === 0 ? null : { ops, logBytes: head.logBytes - bytes, through }
 }

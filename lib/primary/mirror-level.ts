@@ -110,6 +110,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #maxGroupBytes: number
   #origin: Origin | null = null
   #truncateTo = 0
+  // Records ending at or before this seq are deleted: log maintenance reads after it.
+  #truncatedThrough = -1
   #adapters: ReplicaAdapter[]
   #mode: Mode
   #onReplicaDown: OnReplicaDown
@@ -241,6 +243,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       pipeline.withNextCommit([{ type: 'put', key: HISTORY_KEY, value: encodeHistory(next) }], () => { this.#history = next })
     }
     this.#truncateTo = 0
+    this.#truncatedThrough = -1
     if (stored.logBytes > this.#logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
       inner: this.#inner,
@@ -341,7 +344,11 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #truncate (seq: number): void {
     const tookOver = this.#origin?.promoted?.seq ?? this.#origin?.restored?.seq ?? Infinity
     this.#truncateTo = Math.max(this.#truncateTo, Math.min(seq, tookOver))
-    this.#maintain('truncation', (head) => truncationStep(this.#inner, head, this.#truncateTo, 10_000))
+    this.#maintain('truncation', async (head) => {
+      const step = await truncationStep(this.#inner, head, this.#truncatedThrough, this.#truncateTo, 10_000)
+      if (step !== null) this.#truncatedThrough = step.through
+      return step
+    })
   }
 
   // Merges old records while the log is over its budget.
@@ -349,7 +356,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (logBytes <= this.#logBudget) return
     this.#maintain('compaction', async (head) => {
       if (head.logBytes <= this.#logBudget) return null
-      const step = await compactionStep(this.#inner, head, { budget: this.#logBudget, maxRecordsPerStep: 10_000 })
+      const step = await compactionStep(this.#inner, head, { budget: this.#logBudget, maxRecordsPerStep: 10_000, after: this.#truncatedThrough })
       // A step that cannot shrink the log would repeat forever.
       return step !== null && step.logBytes < head.logBytes ? step : null
     })

@@ -66,7 +66,9 @@ interface Waiter {
 }
 
 const MAX_COMMITS = 100_000
-const TAIL_BYTES = 16 * 1024 * 1024
+const TAIL_BYTES = 4 * 1024 * 1024
+const TRUNCATE_SEQS = 1024
+const TRUNCATE_MS = 2000
 
 /** Checks every adapter's common options and that names are unique; throws a coded error. */
 export function validateReplicas (adapters: ReplicaAdapter[]): void {
@@ -94,6 +96,7 @@ export class Replication {
   #commits: Array<[number, number, number]> = []
   #bytes = 0
   #truncatedTo = 0
+  #truncatedAt = 0
   #verifyTimers: NodeJS.Timeout[] = []
   // The ops of recent seqs, for replicas that keep up (see ValueTail).
   #tail = new ValueTail(TAIL_BYTES)
@@ -155,7 +158,7 @@ export class Replication {
     this.#bytes += bytes
     this.#commits.push([seq, Date.now(), this.#bytes])
     if (this.#commits.length > MAX_COMMITS) this.#commits.splice(0, this.#commits.length - MAX_COMMITS)
-    for (const r of this.replicators) r.notify()
+    for (const r of this.replicators) r.committed()
   }
 
   /** Resolves when the write at `seq` is as durable as the mode promises (invariant 5). */
@@ -239,8 +242,11 @@ export class Replication {
     let drop = 0
     while (drop < this.#commits.length && this.#commits[drop][0] <= need) drop++
     if (drop > 1) this.#commits.splice(0, drop - 1) // keep one: the cumulative bytes at `need`
-    if (need > this.#truncatedTo) {
+    // Truncating is log maintenance in the write pipeline: done when it is worth it (enough
+    // records, or a while since the last time), not after every batch.
+    if (need > this.#truncatedTo && (need - this.#truncatedTo >= TRUNCATE_SEQS || Date.now() - this.#truncatedAt >= TRUNCATE_MS)) {
       this.#truncatedTo = need
+      this.#truncatedAt = Date.now()
       this.#host.truncate(need)
     }
   }

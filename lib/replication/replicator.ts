@@ -121,6 +121,8 @@ export class Replicator {
   #attempt = 0
   // The largest part the transport carries, from the replica's hello.
   #maxPartBytes = Infinity
+  // Idle until a commit wakes it (see committed()).
+  #waitingForWork = false
   // Verifications waiting for the replica to be held at one seq.
   #holds: Hold[] = []
   // A demoted primary's fork and log, while it waits to rejoin.
@@ -166,6 +168,15 @@ export class Replicator {
   /** New commits or new waiters: look again. */
   notify (): void {
     this.#wake.notify()
+  }
+
+  /**
+   * A new commit: wakes the replicator only if it waits for work. While it waits out its
+   * coalescing window, or ships, a commit changes nothing it would do (and waking it on every one
+   * cost more than the shipping itself for writers that await each write).
+   */
+  committed (): void {
+    if (this.#waitingForWork) this.#wake.notify()
   }
 
   /**
@@ -328,7 +339,9 @@ export class Replicator {
         // Up and holding everything: whatever went wrong before is over.
         this.lastError = null
         this.#setState('idle')
+        this.#waitingForWork = true
         await this.#wake.wait()
+        this.#waitingForWork = false
         continue
       }
       this.#setState(this.consistent ? 'streaming' : 'syncing')
