@@ -74,6 +74,34 @@ export async function concurrentSized (size: number, rounds = 8, puts = 100_000,
   return report(`${concurrency} concurrent ${size}-byte puts`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], 'none; for reference')
 }
 
+/**
+ * What capturing a write's key and value at call time costs (MirrorLevel copies both, so that a
+ * caller may reuse its Buffers at once): the copies alone, timed against the writes they belong to.
+ */
+export async function captureCost (rounds = 8, puts = 100_000): Promise<Result[]> {
+  const out: Result[] = []
+  for (const size of [100, 4096]) {
+    const key = randomKey()
+    const value = randomBytes(size)
+    let sink = 0
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < puts * rounds; i++) sink += Buffer.from(key).length + Buffer.from(value).length
+    const copyNs = Number(process.hrtime.bigint() - t0) / (puts * rounds)
+    if (sink === 0) throw new Error('unreachable')
+    const work = async (db: Db) => {
+      for (let b = 0; b < puts / 100; b++) await db.batch(Array.from({ length: 100 }, () => ({ type: 'put' as const, key: randomKey(), value })))
+      return puts
+    }
+    const [, m] = await alternate([side('bare', false, work), side('mirror', true, work)], 2)
+    const writeNs = 1e9 / m
+    const share = copyNs / writeNs
+    console.log(`Capturing a ${size}-byte value and its key at call time: ${copyNs.toFixed(0)} ns per write, ${(100 * share).toFixed(1)}% of a MirrorLevel write in batches of 100 (${writeNs.toFixed(0)} ns)
+`)
+    out.push({ title: `capture of a ${size}-byte value and its key: share of a write`, ratio: share, target: 'none; for reference' })
+  }
+  return out
+}
+
 export async function deviceWrites (rounds = 12, writes = 5000, size = 256 * 1024 * 1024): Promise<Result> {
   const chunks = size / 4096
   const data = randomBytes(4096)

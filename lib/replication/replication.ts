@@ -97,6 +97,7 @@ export class Replication {
   #bytes = 0
   #truncatedTo = 0
   #truncatedAt = 0
+  #truncateTimer: NodeJS.Timeout | null = null
   #verifyTimers: NodeJS.Timeout[] = []
   // The ops of recent seqs, for replicas that keep up (see ValueTail).
   #tail = new ValueTail(TAIL_BYTES)
@@ -244,10 +245,18 @@ export class Replication {
     if (drop > 1) this.#commits.splice(0, drop - 1) // keep one: the cumulative bytes at `need`
     // Truncating is log maintenance in the write pipeline: done when it is worth it (enough
     // records, or a while since the last time), not after every batch.
-    if (need > this.#truncatedTo && (need - this.#truncatedTo >= TRUNCATE_SEQS || Date.now() - this.#truncatedAt >= TRUNCATE_MS)) {
+    if (need <= this.#truncatedTo) return
+    if (need - this.#truncatedTo >= TRUNCATE_SEQS || Date.now() - this.#truncatedAt >= TRUNCATE_MS) {
       this.#truncatedTo = need
       this.#truncatedAt = Date.now()
       this.#host.truncate(need)
+    } else if (this.#truncateTimer === null) {
+      // Not worth it yet: look again in a while, even if nothing else happens meanwhile.
+      this.#truncateTimer = setTimeout(() => {
+        this.#truncateTimer = null
+        this.#trim()
+      }, TRUNCATE_MS)
+      this.#truncateTimer.unref()
     }
   }
 
@@ -286,6 +295,7 @@ export class Replication {
    */
   async close (timeout: number): Promise<void> {
     for (const timer of this.#verifyTimers) clearInterval(timer)
+    if (this.#truncateTimer !== null) clearTimeout(this.#truncateTimer)
     const closing = Promise.all(this.replicators.map((r) => r.close()))
     if (!(await settlesWithin(closing, timeout))) {
       for (const r of this.replicators) r.abort()
