@@ -6,6 +6,7 @@ import { liveMirroring } from './live'
 import { catchUp, coalescingMatrix, withReplica } from './replication'
 import { lag, tcpCatchUp } from './remote'
 import { verifyTime, verifyWire } from './verify'
+import { rejoinBytes, restoreRate } from './recovery'
 import type { Result } from './harness'
 
 const all: Record<string, () => Promise<Result | Result[]>> = {
@@ -22,6 +23,8 @@ const all: Record<string, () => Promise<Result | Result[]>> = {
   lag: () => lag(),
   'tcp-catchup': () => tcpCatchUp(),
   verify: () => verifyTime(),
+  restore: () => restoreRate(),
+  rejoin: () => rejoinBytes(),
   'verify-wire': () => verifyWire()
 }
 
