@@ -1,22 +1,14 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ClassicLevel } from 'classic-level'
 import { decodeBytes } from '../lib/replica/discarded'
-import { tempDir, userData } from './helpers'
+import { dirData, tempDir } from './helpers'
 import { startPrimary } from './process-helpers'
 import { exited, runCli, startServer } from './tcp-helpers'
 
 const KEY = 'failover-test-key-0123456789abcdef'
 
-async function data (path: string): Promise<Map<string, string>> {
-  const db = new ClassicLevel(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  try {
-    return await userData(db as never)
-  } finally {
-    await db.close()
-  }
-}
+const data = dirData
 
 async function head (dir: string): Promise<number> {
   const { code, stdout, stderr } = await runCli(['status', dir, '--json'])

@@ -5,7 +5,7 @@ import { MirrorLevel } from '../lib/primary/mirror-level'
 import { LevelReplica } from '../adapters/level'
 import { ReplicaEngine } from '../lib/replica/engine'
 import { metaKeys } from '../lib/keyspace'
-import { tempDir } from './helpers'
+import { tempDir, unlocked } from './helpers'
 import { serialize, until } from './replication-helpers'
 
 describe('a failed open closes what it opened and keeps the cause', () => {
@@ -24,17 +24,7 @@ describe('a failed open closes what it opened and keeps the cause', () => {
       for (const { error } of errors) expect(error.code).toBe('MIRROR_CORRUPT')
       expect(db.mirrorStatus().replicas[0]).toMatchObject({ errorCode: 'MIRROR_CORRUPT' })
       // Between attempts nobody holds the replica's LevelDB lock.
-      await until(async () => {
-        const peek = new ClassicLevel(path)
-        try {
-          await peek.open()
-          return true
-        } catch {
-          return false
-        } finally {
-          await peek.close()
-        }
-      })
+      await until(() => unlocked(path))
       await db.close()
     } finally {
       cleanup()

@@ -51,3 +51,28 @@ export async function userData (db: InnerDb): Promise<Map<string, string>> {
   }
   return out
 }
+
+/** Every user entry of a closed classic-level directory (see userData). */
+export async function dirData (path: string): Promise<Map<string, string>> {
+  const { ClassicLevel } = await import('classic-level')
+  const db = new ClassicLevel(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  try {
+    return await userData(db as never)
+  } finally {
+    await db.close()
+  }
+}
+
+/** Whether nothing else holds the LevelDB lock of `path` (opens it and closes it again). */
+export async function unlocked (path: string): Promise<boolean> {
+  const { ClassicLevel } = await import('classic-level')
+  const peek = new ClassicLevel(path)
+  try {
+    await peek.open()
+    return true
+  } catch {
+    return false
+  } finally {
+    await peek.close()
+  }
+}

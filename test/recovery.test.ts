@@ -7,19 +7,12 @@ import { LevelReplica } from '../adapters/level'
 import { promoteStore } from '../lib/replica/promote'
 import { demoteStore } from '../lib/replica/demote'
 import { decodeBytes } from '../lib/replica/discarded'
-import { tempDir, userData } from './helpers'
+import { dirData, tempDir } from './helpers'
 import { until } from './replication-helpers'
 
 type Batch = { name: string, from: number, to: number, full: boolean, ops: number }
 
-async function data (path: string): Promise<Map<string, string>> {
-  const db = new ClassicLevel(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  try {
-    return await userData(db as never)
-  } finally {
-    await db.close()
-  }
-}
+const data = dirData
 
 function lines (file: string): Array<Record<string, unknown>> {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))

@@ -8,21 +8,14 @@ import { MirrorLevel } from '../lib/primary/mirror-level'
 import { LevelReplica } from '../adapters/level'
 import { TcpReplica } from '../adapters/tcp'
 import { restore } from '../lib/recovery/restore'
-import { tempDir, userData } from './helpers'
+import { dirData, tempDir } from './helpers'
 import { FaultProxy, exited, runCli, startServer } from './tcp-helpers'
 
 const KEY = 'restore-test-key-0123456789abcdef'
 const slowRestore = fileURLToPath(new URL('./fixtures/slow-restore.ts', import.meta.url))
 const cli = fileURLToPath(new URL('../bin/mirror-level.ts', import.meta.url))
 
-async function data (path: string): Promise<Map<string, string>> {
-  const db = new ClassicLevel(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  try {
-    return await userData(db as never)
-  } finally {
-    await db.close()
-  }
-}
+const data = dirData
 
 // Runs a command in a child process and SIGKILLs it once it has printed `after` lines matching `pattern`.
 function killAfter (args: string[], pattern: RegExp, after: number): Promise<{ killed: boolean, out: string }> {
