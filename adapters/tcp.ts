@@ -31,6 +31,8 @@ export interface TcpReplicaOptions extends CommonReplicaOptions {
   window?: number
   /** Largest frame accepted from the server, in bytes. Default 64 MiB. */
   maxFrameBytes?: number
+  /** Let the server create the resource if it has none of that name. Default true; false refuses a misspelt one (`MIRROR_WRONG_ROLE`). */
+  create?: boolean
 }
 
 
@@ -64,6 +66,7 @@ export class TcpReplica implements ReplicaAdapter {
       if (options[name] !== undefined) positiveInteger('TcpReplica', name, options[name])
     }
     if (options.maxFrameBytes !== undefined) atLeast('TcpReplica', 'maxFrameBytes', options.maxFrameBytes, MIN_FRAME_BYTES)
+    if (options.create !== undefined && typeof options.create !== 'boolean') throw new MirrorError(`TcpReplica: option 'create' must be a boolean, got ${describe(options.create)}`, codes.INVALID_OPTION)
     const host = options.host ?? '127.0.0.1'
     if (typeof host !== 'string' || host.length === 0) {
       throw new MirrorError(`TcpReplica: option 'host' must be a non-empty string (the server's address), got ${describe(host)}`, codes.INVALID_OPTION)

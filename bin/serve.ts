@@ -61,7 +61,8 @@ export async function serve (argv: string[]): Promise<void> {
   })
   if (values.help === true) return void console.log(serveUsage)
   if (values.dir === undefined) throw new UsageError('serve needs --dir DIR')
-  if ((values['key-file'] === undefined) === (values.keys === undefined)) throw new UsageError('serve needs --key-file FILE (one key) or --keys FILE (keys with rights)')
+  if (values['key-file'] !== undefined && values.keys !== undefined) throw new UsageError('serve takes --key-file FILE or --keys FILE, not both')
+  if (values['key-file'] === undefined && values.keys === undefined) throw new UsageError('serve needs --key-file FILE (one key) or --keys FILE (keys with rights)')
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
   const read = readFile
   const number = wholeNumber

@@ -78,7 +78,8 @@ export async function demote (argv: string[]): Promise<void> {
   })
   if (values.help === true) return void console.log(storeUsage.demote)
   const dir = onePositional(positionals, 'demote')
-  if ((values['save-discarded'] === undefined) === (values.discard !== true)) {
+  if (values['save-discarded'] !== undefined && values.discard === true) throw new UsageError('demote takes --save-discarded FILE or --discard, not both')
+  if (values['save-discarded'] === undefined && values.discard !== true) {
     throw new UsageError('demote needs --save-discarded FILE (where to keep the writes the new primary never had) or --discard')
   }
   const report = await withClosedStore(dir, (db) => demoteStore(db, { saveDiscarded: values['save-discarded'], discard: values.discard === true }))

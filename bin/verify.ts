@@ -43,7 +43,7 @@ export async function verifyCommand (argv: string[]): Promise<void> {
     const m = /^(.*)\/([^/]+)$/.exec(remote)
     if (m === null) throw new UsageError(`--remote needs HOST:PORT/RESOURCE, got '${remote}'`)
     const { host, port } = hostPort(m[1])
-    replica = new TcpReplica({ host, port, resource: m[2], key: keyFile(values['key-file'], 'verify --remote'), name: remote, tls: values['tls-ca'] !== undefined ? { ca: readFile(values['tls-ca'], 'CA certificate') } : undefined })
+    replica = new TcpReplica({ host, port, resource: m[2], key: keyFile(values['key-file'], 'verify --remote'), name: remote, create: false, tls: values['tls-ca'] !== undefined ? { ca: readFile(values['tls-ca'], 'CA certificate') } : undefined })
   } else {
     checkStoreDir(positionals[1]) // refuses what is no database before anything opens it
     replica = new LevelReplica(new ClassicLevel<string, string>(positionals[1], { createIfMissing: false }), { name: positionals[1] })

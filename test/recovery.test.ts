@@ -127,21 +127,91 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     await expect(promoteStore(plain as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
   })
 
-  it('a demoted store of an unrelated history gets a full copy and says so; its saved writes stay', async () => {
+  it('a demoted store of an unrelated history is refused; with overwrite it gets a full copy and says so; its saved writes stay', async () => {
     const dir = join(tmp.dir, 'unrelated')
     const lost = join(tmp.dir, 'unrelated.jsonl')
     const db = new MirrorLevel(new ClassicLevel(dir))
     await db.put('theirs', '1')
     await db.close()
     await demoteStore(new ClassicLevel(dir) as never, { saveDiscarded: lost })
-    const primary = new MirrorLevel(new ClassicLevel(join(tmp.dir, 'unrelated-primary')), { replicas: [new LevelReplica(new ClassicLevel(dir))] })
-    const batches: Batch[] = []
+    const wrong = new MirrorLevel(new ClassicLevel(join(tmp.dir, 'unrelated-primary')), { replicas: [new LevelReplica(new ClassicLevel(dir), { retryMaxDelay: 100 })] })
+    await wrong.put('mine', '2')
+    await until(() => wrong.mirrorStatus().replicas[0].state === 'refused')
+    expect(wrong.mirrorStatus().replicas[0]).toMatchObject({ errorCode: 'MIRROR_REPLICA_NOT_EMPTY' })
+    await wrong.close()
+    expect([...(await data(dir)).keys()].map((k) => Buffer.from(k, 'hex').toString())).toEqual(['theirs'])
+    const primary = new MirrorLevel(new ClassicLevel(join(tmp.dir, 'unrelated-primary')), { replicas: [new LevelReplica(new ClassicLevel(dir), { overwrite: true })] })
+    const batches: Array<Batch & { reason?: string }> = []
     primary.on('replica-batch', (e) => batches.push(e))
-    await primary.put('mine', '2')
+    await primary.open()
     await primary.replicated()
     expect(batches[0].full).toBe(true)
+    expect(batches[0].reason).toMatch(/another line of history/)
+    expect(primary.mirrorStatus().replicas[0].reason).toMatch(/full copy/)
     await primary.close()
     expect([...(await data(dir)).keys()].map((k) => Buffer.from(k, 'hex').toString())).toEqual(['mine'])
     expect(lines(lost).slice(1).map((l) => decodeBytes(l.key as never).toString())).toEqual(['theirs'])
+  })
+})
+
+describe('rejoin, more ways', () => {
+  const tmp = tempDir()
+  afterAll(() => tmp.cleanup())
+
+  // A primary with a replica, forked: the old primary writes alone, the replica is promoted.
+  async function forked (name: string): Promise<{ oldDir: string, newDir: string, fork: number }> {
+    const oldDir = join(tmp.dir, `${name}-old`)
+    const newDir = join(tmp.dir, `${name}-new`)
+    const db = new MirrorLevel(new ClassicLevel(oldDir), { replicas: [new LevelReplica(new ClassicLevel(newDir))] })
+    for (let i = 0; i < 100; i++) await db.put(`k${i}`, `v${i}`)
+    await db.replicated()
+    const fork = db.head!.seq
+    await db.close()
+    const alone = new MirrorLevel(new ClassicLevel(oldDir))
+    for (let i = 0; i < 5; i++) await alone.put(`k${i}`, 'lost')
+    await alone.close()
+    await promoteStore(new ClassicLevel(newDir) as never)
+    return { oldDir, newDir, fork }
+  }
+
+  it('rejoins before the new primary has written anything', async () => {
+    const { oldDir, newDir, fork } = await forked('nowrite')
+    await demoteStore(new ClassicLevel(oldDir) as never, { discard: true })
+    const batches: Batch[] = []
+    const db = new MirrorLevel(new ClassicLevel(newDir), { replicas: [new LevelReplica(new ClassicLevel(oldDir))] })
+    db.on('replica-batch', (e) => batches.push(e))
+    await db.open()
+    await db.replicated()
+    await db.close()
+    expect(batches).toMatchObject([{ from: fork, to: fork, full: false, ops: 5 }])
+    expect(await data(oldDir)).toEqual(await data(newDir))
+  })
+
+  it('rejoins over TCP, the demoted directory under the server\'s --dir: no full copy, the saved file narrowed', async () => {
+    const { MirrorServer } = await import('../lib/net/server')
+    const { TcpReplica } = await import('../adapters/tcp')
+    const { renameSync, mkdirSync } = await import('node:fs')
+    const { oldDir, newDir, fork } = await forked('tcp')
+    const lost = join(tmp.dir, 'tcp-lost.jsonl')
+    await demoteStore(new ClassicLevel(oldDir) as never, { saveDiscarded: lost })
+    const serverDir = join(tmp.dir, 'srv')
+    mkdirSync(serverDir)
+    renameSync(oldDir, join(serverDir, 'app'))
+    const key = 'rejoin-over-tcp-key-0123456789ab'
+    const server = new MirrorServer({ dir: serverDir, key, port: 0 })
+    const { port } = await server.listen()
+    const batches: Batch[] = []
+    const db = new MirrorLevel(new ClassicLevel(newDir), { replicas: [new TcpReplica({ port, resource: 'app', key })] })
+    db.on('replica-batch', (e) => batches.push(e))
+    await db.put('new', 'x')
+    await db.replicated()
+    await db.close()
+    await server.close()
+    expect(batches.every((b) => !b.full)).toBe(true)
+    expect(batches[0]).toMatchObject({ from: fork })
+    expect(await data(join(serverDir, 'app'))).toEqual(await data(newDir))
+    const saved = lines(lost)
+    expect(saved[0]).toMatchObject({ fork, exact: true })
+    expect(saved.slice(1).map((l) => decodeBytes(l.key as never).toString()).sort()).toEqual(['k0', 'k1', 'k2', 'k3', 'k4'])
   })
 })

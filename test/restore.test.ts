@@ -129,6 +129,19 @@ describe('restore', () => {
     expect([...(await data(busy)).keys()].length).toBe(1)
     await expect(restore({ from: primaryDir, to: join(tmp.dir, 't3') })).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
     await expect(restore({ from: join(tmp.dir, 'nothing-here'), to: join(tmp.dir, 't4') })).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    // a directory of someone's files, the source itself, a directory inside it
+    const { mkdirSync, writeFileSync, readdirSync } = await import('node:fs')
+    const notes = join(tmp.dir, 'notes')
+    mkdirSync(notes)
+    writeFileSync(join(notes, 'notes.txt'), 'mine')
+    await expect(restore({ from: backup, to: notes })).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+    expect(readdirSync(notes)).toEqual(['notes.txt'])
+    await expect(restore({ from: backup, to: backup })).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+    await expect(restore({ from: backup, to: join(backup, 'sub') })).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+    // bad options and URLs are typed errors
+    for (const bad of [undefined, {}, { from: backup, to: '' }, { from: backup, to: join(tmp.dir, 't5'), onProgress: 5 }, { from: backup, to: join(tmp.dir, 't6'), chunkBytes: -1 }, { from: 'tcp://', to: join(tmp.dir, 't7'), key: 'k'.repeat(20) }, { from: 'http://x/app', to: join(tmp.dir, 't8'), key: 'k'.repeat(20) }]) {
+      await expect(restore(bad as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    }
     const usage = await runCli(['restore', backup])
     expect(usage.code).toBe(2)
   })

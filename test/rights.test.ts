@@ -56,6 +56,10 @@ describe('who may read and write what', () => {
     expect(await writeState('app', APP_READER)).toMatchObject({ state: 'failed', errorCode: 'MIRROR_FORBIDDEN' })
     const restored = await restore({ from: `tcp://127.0.0.1:${port}/other`, to: join(tmp.dir, 't3'), key: APP_READER })
     expect(restored.entries).toBe(1)
+    // a resource that does not exist is not created by a reader
+    await expect(restore({ from: `tcp://127.0.0.1:${port}/nosuch`, to: join(tmp.dir, 't4'), key: ADMIN })).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE' })
+    const { existsSync } = await import('node:fs')
+    expect(existsSync(join(tmp.dir, 'srv', 'nosuch'))).toBe(false)
   })
 
   it('a listing shows only the resources the key may see, with what it may do', async () => {
@@ -82,6 +86,8 @@ describe('who may read and write what', () => {
   it('a keys file with a mistake is refused at start, naming the line', () => {
     expect(() => new MirrorServer({ dir: tmp.dir, keys: `${ADMIN} app readwrite\n` })).toThrow(/line 1: rights/)
     expect(() => new MirrorServer({ dir: tmp.dir, keys: '# nothing\n' })).toThrow(/no key/)
+    expect(() => new MirrorServer({ dir: tmp.dir, keys: `${APP_READER} app read\n${APP_READER} photos write\n` })).toThrow(/line 2: the same key as keys file line 1/)
+    expect(() => new MirrorServer({ dir: tmp.dir, keys: 'short app read\n' })).toThrow(/line 1: .*at least 16/)
     expect(() => new MirrorServer({ dir: tmp.dir, keys: KEYS, key: ADMIN })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
   })
 })

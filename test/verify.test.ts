@@ -307,5 +307,16 @@ describe('mirror-level verify', () => {
     expect(run.stdout).toMatch(/repaired: 1 keys/)
     expect((await runCli(['verify', primaryDir, replicaDir])).code).toBe(0)
     expect((await runCli(['verify', primaryDir])).code).toBe(2)
+    // a misspelt remote resource is not created and "verified": it is an error
+    const { writeFileSync, existsSync } = await import('node:fs')
+    const key = 'verify-cli-test-key-0123456789ab'
+    writeFileSync(join(tmp.dir, 'key'), key)
+    const server = new MirrorServer({ dir: join(tmp.dir, 'srv'), key, port: 0 })
+    const { port } = await server.listen()
+    run = await runCli(['verify', primaryDir, '--remote', `127.0.0.1:${port}/misspelt`, '--key-file', join(tmp.dir, 'key')])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toMatch(/no resource 'misspelt'/)
+    expect(existsSync(join(tmp.dir, 'srv', 'misspelt'))).toBe(false)
+    await server.close()
   })
 })

@@ -18,6 +18,8 @@ export interface LinkOptions {
   heartbeatInterval?: number
   heartbeatTimeout?: number
   maxFrameBytes?: number
+  /** For a primary: let the server create the resource if it does not exist. Default true. */
+  create?: boolean
 }
 
 /** Bytes a client has sent and received over its connections (after the handshake). */
@@ -110,7 +112,7 @@ export class Link {
             if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 32) return fail(new MirrorError(`${where}: challenge without a 32-byte nonce`, codes.PROTOCOL))
             serverNonce = Buffer.from(m.nonce)
             // keepalive: how often the server should say it is still working on a part (our heartbeat rate)
-            socket.write(encodeFrame({ t: 'auth', v: PROTOCOL_VERSION, resource: options.resource, intent, nonce, mac: proof(key, 'client', serverNonce, nonce, scope(intent, options.resource)), keepalive: options.heartbeatInterval ?? 5000 }))
+            socket.write(encodeFrame({ t: 'auth', v: PROTOCOL_VERSION, resource: options.resource, intent, nonce, mac: proof(key, 'client', serverNonce, nonce, scope(intent, options.resource)), keepalive: options.heartbeatInterval ?? 5000, ...(options.create === false ? { create: false } : {}) }))
           } else if (m.t === 'welcome') {
             if (!proofMatches(proof(key, 'server', nonce, serverNonce, scope(intent, options.resource)), m.mac)) {
               return fail(new MirrorError(`${where}: the server could not prove it holds the key`, codes.AUTH))

@@ -177,7 +177,10 @@ export class Connection {
       this.#send({ t: 'welcome', mac: proof(grant.key, 'server', theirs, this.#nonce, scoped), hello })
     }
     if (intent === 'list') return welcome(null)
-    this.#server.resources.acquire(resource, this, intent === 'write').then((held) => {
+    // Only a primary creates a resource (and only if it did not ask not to, as a verify does):
+    // a restore, a listing or a misspelt name must not leave an empty one behind.
+    const create = intent === 'write' && m.create !== false
+    this.#server.resources.acquire(resource, this, intent === 'write', create).then((held) => {
       if (this.#socket.destroyed) return void held.release()
       this.#held = held
       this.#engine = held.engine

@@ -40,7 +40,16 @@ export function parseKeys (text: string): KeyGrant[] {
     if (names !== '*' && !names.every(validResource)) throw new MirrorError(`${where}: resources must be '*' or resource names separated by commas, got '${resources}'`, codes.INVALID_OPTION)
     const set = new Set(rights.split(','))
     if (set.size === 0 || ![...set].every((r) => r === 'read' || r === 'write')) throw new MirrorError(`${where}: rights must be read, write or read,write, got '${rights}'`, codes.INVALID_OPTION)
-    grants.push({ key: keyBytes(key), resources: names, rights: set as Set<Right>, label: `keys file line ${i + 1}` })
+    let bytes: Buffer
+    try {
+      bytes = keyBytes(key)
+    } catch (err) {
+      throw new MirrorError(`${where}: ${(err as Error).message}`, codes.INVALID_OPTION)
+    }
+    // Only one line of a key could ever count: a second is a mistake, not a second grant.
+    const twice = grants.find((g) => g.key.equals(bytes))
+    if (twice !== undefined) throw new MirrorError(`${where}: the same key as ${twice.label}; give each key one line with all its resources and rights`, codes.INVALID_OPTION)
+    grants.push({ key: bytes, resources: names, rights: set as Set<Right>, label: `keys file line ${i + 1}` })
   })
   if (grants.length === 0) throw new MirrorError('The keys file holds no key', codes.INVALID_OPTION)
   return grants

@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { Packr } from 'msgpackr'
 import type { ReplicaHello } from '../adapter'
+import { isHistory, type HistoryEntry } from '../history'
 import { MirrorError, codes } from '../errors'
 
 /**
@@ -152,12 +153,18 @@ export function validResource (name: unknown): name is string {
 export function checkHello (value: unknown): ReplicaHello {
   const h = value as Record<string, unknown>
   const seq = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+  const d = h?.demoted as Record<string, unknown> | null | undefined
+  const records = d?.records
   const ok = typeof h === 'object' && h !== null &&
     (h.generation === null || (typeof h.generation === 'string' && h.generation.length > 0)) && seq(h.watermark) &&
     (h.pending === null || h.pending === undefined || (typeof h.pending === 'object' && seq((h.pending as Record<string, unknown>).to) &&
       seq((h.pending as Record<string, unknown>).parts) && typeof (h.pending as Record<string, unknown>).generation === 'string')) &&
     (h.foreign === undefined || h.foreign === null || h.foreign === 'data' || h.foreign === 'primary') &&
-    (h.maxPartBytes === undefined || (seq(h.maxPartBytes) && (h.maxPartBytes as number) > 0))
+    (h.maxPartBytes === undefined || (seq(h.maxPartBytes) && (h.maxPartBytes as number) > 0)) &&
+    (h.checksum === undefined || h.checksum === null || typeof h.checksum === 'string') &&
+    (d === undefined || d === null || (typeof d === 'object' && isHistory(d.history) && seq(d.head) &&
+      (records === null || (Array.isArray(records) && records.every((r) => Array.isArray(r) && r.length === 3 && seq(r[0]) && seq(r[1]) &&
+        Array.isArray(r[2]) && (r[2] as unknown[]).every((k) => k instanceof Uint8Array))))))
   if (!ok) throw protocolError('the server sent a malformed hello')
   const pending = h.pending as ReplicaHello['pending'] | undefined
   return {
@@ -165,6 +172,14 @@ export function checkHello (value: unknown): ReplicaHello {
     watermark: h.watermark as number,
     pending: pending === undefined || pending === null ? null : { ...pending, upto: pending.upto === null || pending.upto === undefined ? null : Buffer.from(pending.upto) },
     foreign: (h.foreign as ReplicaHello['foreign']) ?? null,
+    checksum: typeof h.checksum === 'string' ? h.checksum : null,
+    demoted: d === undefined || d === null
+      ? null
+      : {
+          history: d.history as HistoryEntry[],
+          head: d.head as number,
+          records: records === null ? null : (records as Array<[number, number, Uint8Array[]]>).map(([from, to, keys]) => [from, to, keys.map((k) => Buffer.from(k))])
+        },
     ...(h.maxPartBytes !== undefined ? { maxPartBytes: h.maxPartBytes as number } : {})
   }
 }

@@ -46,7 +46,14 @@ export class ReadSession {
     this.#cursor ??= new StoreCursor(this.#engine.db, snapshot)
     const chunk = await this.#cursor.read({ key: asKey(from.key as Uint8Array | null), offset: from.offset as number } satisfies CursorPosition, maxBytes)
     const first = from.key === null && from.offset === 0
-    return { ops: chunk.ops, next: chunk.next, position: this.#position(m.history === true), ...(first ? { approximateBytes: await this.#approximateBytes() } : {}) }
+    return {
+      ops: chunk.ops,
+      next: chunk.next,
+      position: this.#position(m.history === true),
+      // On-disk sizes (compressed): their ratio tells how far the read has come.
+      approximateDone: chunk.next?.key === null || chunk.next === null ? null : await this.#approximateBytes(chunk.next.key),
+      ...(first ? { approximateBytes: await this.#approximateBytes() } : {})
+    }
   }
 
   /** `{ ranges: [{ after, upto }] }` → a fingerprint of each range of the view. */
@@ -65,14 +72,8 @@ export class ReadSession {
     return { ...(await entryDigests(this.#engine.db, range, from, limit, snapshot)), position: this.#position(false) }
   }
 
-  async #approximateBytes (): Promise<number | null> {
-    const db = this.#engine.db as unknown as { approximateSize?: (start: Buffer, end: Buffer, options: object) => Promise<number> }
-    if (typeof db.approximateSize !== 'function') return null
-    try {
-      return await db.approximateSize(Buffer.alloc(0), Buffer.from([0xff, 0xff, 0xff, 0xff]), { keyEncoding: 'buffer' })
-    } catch {
-      return null
-    }
+  async #approximateBytes (upto?: Uint8Array): Promise<number | null> {
+    return await approximateSize(this.#engine.db, upto)
   }
 
   async close (): Promise<void> {
@@ -100,4 +101,15 @@ export function checkDigestsRequest (m: Message): { range: KeyRangeBounds, from:
     throw new MirrorError('digests needs range: { after, upto }, from and a positive limit', codes.PROTOCOL)
   }
   return { range: { after: asKey(r.after as Uint8Array | null), upto: asKey(r.upto as Uint8Array | null) }, from: asKey(m.from as Uint8Array | null), limit: Math.min(m.limit as number, 10_000) }
+}
+
+/** LevelDB's estimate of the bytes its files hold for the keys below `upto` (all, without it), or null. */
+export async function approximateSize (db: unknown, upto?: Uint8Array): Promise<number | null> {
+  const sizer = db as { approximateSize?: (start: Buffer, end: Buffer, options: object) => Promise<number> }
+  if (typeof sizer.approximateSize !== 'function') return null
+  try {
+    return await sizer.approximateSize(Buffer.alloc(0), upto === undefined ? Buffer.from([0xff, 0xff, 0xff, 0xff]) : Buffer.from(upto), { keyEncoding: 'buffer' })
+  } catch {
+    return null
+  }
 }

@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls'
 import { MirrorError, codes } from '../errors'
+import { describe, knownOptions } from '../options'
 import { Link } from './client'
 import { keyBytes } from './protocol'
 import type { ResourceStatus } from './server'
@@ -20,6 +21,10 @@ export interface RemoteOptions {
  * runs its recovery, as its primary's next connection would.
  */
 export async function listResources (options: RemoteOptions): Promise<ResourceStatus[]> {
+  if (typeof options !== 'object' || options === null) throw new MirrorError(`listResources(): options must be an object with a key, got ${describe(options)}`, codes.INVALID_OPTION)
+  knownOptions('listResources()', options, ['host', 'port', 'key', 'tls', 'connectTimeout'])
+  if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) throw new MirrorError(`listResources(): option 'host' must be a non-empty string, got ${describe(options.host)}`, codes.INVALID_OPTION)
+  if (options.port !== undefined && (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535)) throw new MirrorError(`listResources(): option 'port' must be 1-65535, got ${describe(options.port)}`, codes.INVALID_OPTION)
   const { link } = await Link.open({ host: options.host ?? '127.0.0.1', port: options.port ?? 7410, resource: '*', tls: options.tls, connectTimeout: options.connectTimeout }, keyBytes(options.key), new AbortController().signal, 'list')
   try {
     const answer = await link.request({ t: 'list' })

@@ -25,15 +25,15 @@ export interface HeldResource {
  * one primary per resource; readers share the engine with it and read through its consistent view.
  */
 export class Resources {
-  #open: (name: string) => Promise<ReplicaEngine>
+  #open: (name: string, create: boolean) => Promise<ReplicaEngine>
   #entries = new Map<string, Entry>()
   #lastBatch = new Map<string, number>()
 
-  constructor (open: (name: string) => Promise<ReplicaEngine>) {
+  constructor (open: (name: string, create: boolean) => Promise<ReplicaEngine>) {
     this.#open = open
   }
 
-  async acquire (name: string, user: { peer: string }, writer: boolean): Promise<HeldResource> {
+  async acquire (name: string, user: { peer: string }, writer: boolean, create = writer): Promise<HeldResource> {
     let entry = this.#entries.get(name)
     while (entry?.closing !== null && entry?.closing !== undefined) {
       await entry.closing
@@ -43,7 +43,7 @@ export class Resources {
       throw new MirrorError(`resource '${name}' already has a primary streaming to it (from ${entry.writer.peer}); one primary per resource`, codes.BUSY)
     }
     if (entry === undefined) {
-      const fresh: Entry = { opening: this.#open(name), engine: null, writer: null, users: new Set(), closing: null }
+      const fresh: Entry = { opening: this.#open(name, create), engine: null, writer: null, users: new Set(), closing: null }
       fresh.opening.then((engine) => { fresh.engine = engine }, () => {})
       this.#entries.set(name, fresh)
       entry = fresh

@@ -8,6 +8,7 @@ import type { InnerDb } from '../inner'
 import { atLeast, describe, positiveInteger } from '../options'
 import { MemoryBudget } from '../memory-budget'
 import { ReplicaEngine } from '../replica/engine'
+import { inspectStore } from '../replica/inspect'
 import { Connection } from './connection'
 import { DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES, encodeFrame, validResource } from './protocol'
 import { allows, fullGrant, parseKeys, sees, type KeyGrant, type Right } from './keys'
@@ -52,7 +53,7 @@ export interface MirrorServerOptions {
    */
   maxBufferedBytes?: number
   /** Opens a resource's database. Default: classic-level at `dir/<resource>`. */
-  openDb?: (path: string) => InnerDb | Promise<InnerDb>
+  openDb?: (path: string, options: { create: boolean }) => InnerDb | Promise<InnerDb>
 }
 
 type ResolvedOptions = Required<Omit<MirrorServerOptions, 'tls' | 'key' | 'keys'>> & { tls?: MirrorServerOptions['tls'] }
@@ -62,7 +63,7 @@ export interface ResourceStatus {
   name: string
   /** What the key may do with it. */
   rights: Right[]
-  role: 'replica' | 'demoted' | 'primary' | 'plain' | 'unreadable'
+  role: 'replica' | 'demoted' | 'primary' | 'restoring' | 'plain' | 'unreadable'
   generation: string | null
   watermark: number
   /** Plain level reads a real state of the primary from its directory. */
@@ -138,12 +139,14 @@ export class MirrorServer {
       maxBufferedBytes: positiveInteger('MirrorServer', 'maxBufferedBytes', options.maxBufferedBytes, 256 * 1024 * 1024),
       log: options.log ?? (() => {}),
       // Loaded on first use, so importing mirror-level does not load a native module.
-      openDb: options.openDb ?? (async (path) => new (await import('classic-level')).ClassicLevel(path) as unknown as InnerDb)
+      openDb: options.openDb ?? (async (path, { create }) => new (await import('classic-level')).ClassicLevel(path, { createIfMissing: create }) as unknown as InnerDb)
     }
     this.#frames = new MemoryBudget(this.#options.maxBufferedBytes)
     this.#applying = new MemoryBudget(this.#options.maxBufferedBytes)
-    this.#resources = new Resources(async (name) => {
-      const engine = new ReplicaEngine(await this.#options.openDb(join(this.#options.dir, name)), { memory: this.#applying })
+    this.#resources = new Resources(async (name, create) => {
+      const path = join(this.#options.dir, name)
+      if (!create && !existsSync(path)) throw new MirrorError(`this server has no resource '${name}'`, codes.WRONG_ROLE)
+      const engine = new ReplicaEngine(await this.#options.openDb(path, { create }), { memory: this.#applying })
       await engine.open()
       return engine
     })
@@ -238,7 +241,9 @@ export class MirrorServer {
         const held = await this.#resources.acquire(name, { peer: 'status' }, false)
         try {
           const hello = held.engine.hello()
-          out.push({ ...base, role: hello.foreign === 'primary' ? 'primary' : hello.demoted !== null && hello.demoted !== undefined ? 'demoted' : hello.generation !== null ? 'replica' : 'plain', generation: hello.generation, watermark: hello.watermark, consistent: hello.generation !== null })
+          const report = await inspectStore(held.engine.db)
+          const role = report.role === 'replica' && hello.demoted !== null && hello.demoted !== undefined ? 'demoted' : report.role
+          out.push({ ...base, role, generation: hello.generation, watermark: hello.watermark, consistent: report.consistent })
         } finally {
           await held.release()
         }

@@ -1,4 +1,7 @@
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join, resolve, sep } from 'node:path'
 import type { ConnectionOptions } from 'node:tls'
+import { atLeast, describe, knownOptions, nonNegativeInteger, positiveInteger } from '../options'
 import { MirrorError, codes } from '../errors'
 import { addEntry, describeFingerprint, newFingerprint, sameFingerprint, type Fingerprint } from '../fingerprint'
 import { describeHistory, encodeHistory, newGeneration, type HistoryEntry } from '../history'
@@ -35,7 +38,7 @@ export interface RestoreProgress {
   entries: number
   /** Bytes of keys and values copied so far. */
   bytes: number
-  /** About how many bytes the source holds, or null if it cannot say. */
+  /** About how many bytes of keys and values the source holds in all (an estimate from LevelDB's file sizes), or null. */
   totalBytes: number | null
   /** Bytes per second since this run started. */
   rate: number
@@ -82,10 +85,12 @@ interface RestoreState {
  */
 export async function restore (options: RestoreOptions): Promise<RestoreReport> {
   const started = Date.now()
+  checkOptions(options)
   const open = options.openDb ?? ((path: string) => classicLevel(path, true))
   const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024
   const remote = parseRemote(options.from)
   if (remote !== null && options.key === undefined) throw new MirrorError('restoring from a server needs its key (key, or --key-file)', codes.INVALID_OPTION)
+  checkTarget(options.to, remote === null ? options.from : null)
   const source = remote !== null
     ? await openTcpSource(remote, { key: options.key!, tls: options.tls ?? (remote.tls ? true : undefined) })
     : await openDirSource(options.from, options.openDb ?? ((path: string) => classicLevel(path, false)))
@@ -127,6 +132,33 @@ export async function restore (options: RestoreOptions): Promise<RestoreReport> 
   }
 }
 
+function checkOptions (options: RestoreOptions): void {
+  if (typeof options !== 'object' || options === null) throw new MirrorError(`restore(): options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
+  knownOptions('restore()', options, ['from', 'to', 'key', 'tls', 'onProgress', 'progressInterval', 'chunkBytes', 'openDb'])
+  for (const name of ['from', 'to'] as const) {
+    if (typeof options[name] !== 'string' || options[name].length === 0) throw new MirrorError(`restore(): option '${name}' must be a path or URL, got ${describe(options[name])}`, codes.INVALID_OPTION)
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new MirrorError('restore(): option \'onProgress\' must be a function', codes.INVALID_OPTION)
+  if (options.openDb !== undefined && typeof options.openDb !== 'function') throw new MirrorError('restore(): option \'openDb\' must be a function', codes.INVALID_OPTION)
+  nonNegativeInteger('restore()', 'progressInterval', options.progressInterval, 500)
+  if (options.chunkBytes !== undefined) atLeast('restore()', 'chunkBytes', positiveInteger('restore()', 'chunkBytes', options.chunkBytes), 4096)
+}
+
+// A target must be new or hold a LevelDB store (checked empty once open), and not be the source.
+function checkTarget (to: string, fromDir: string | null): void {
+  if (existsSync(to)) {
+    if (!statSync(to).isDirectory()) throw new MirrorError(`${to} exists and is not a directory`, codes.WRONG_ROLE)
+    if (!existsSync(join(to, 'CURRENT')) && readdirSync(to).length > 0) {
+      throw new MirrorError(`${to} holds files that are no LevelDB store: a restore writes only into a new or empty directory`, codes.WRONG_ROLE)
+    }
+  }
+  if (fromDir !== null) {
+    const a = resolve(to)
+    const b = resolve(fromDir)
+    if (a === b || a.startsWith(b + sep) || b.startsWith(a + sep)) throw new MirrorError(`${to} is ${a === b ? 'the source itself' : 'inside the source, or the source inside it'}: restore into another directory`, codes.WRONG_ROLE)
+  }
+}
+
 // The target's restore state: a fresh one for an empty store, the stored one to continue an
 // interrupted restore of the same source. Anything else is refused.
 async function prepareTarget (target: InnerDb, position: SourcePosition, where: string): Promise<RestoreState> {
@@ -143,6 +175,11 @@ async function prepareTarget (target: InnerDb, position: SourcePosition, where: 
     for (const range of userRanges(null, null)) await target.clear({ ...range, keyEncoding: 'buffer' })
     return fresh()
   }
+  const origin = await target.get(metaKeys.origin, BUFFERS)
+  const restored = origin === undefined ? null : unpackState<{ restored?: { from: string, seq: number } }>(origin, 'origin').restored
+  if (restored !== undefined && restored !== null && restored.from === position.generation && restored.seq === position.watermark) {
+    throw new MirrorError(`${where} was already restored from this source (at seq ${restored.seq}): open it with MirrorLevel`, codes.WRONG_ROLE)
+  }
   const anything = await target.keys({ limit: 1, keyEncoding: 'buffer' }).all()
   if (anything.length > 0) {
     const what = anything[0].subarray(0, reservedStart.length).equals(reservedStart) ? 'a mirror-level store' : 'data'
@@ -155,7 +192,8 @@ async function copy (source: RestoreSource, target: InnerDb, state: RestoreState
   let from: CursorPosition | null = { key: state.next.key, offset: 0 }
   let piece: { key: Buffer, chunks: Buffer[] } | null = null
   while (from !== null) {
-    const { ops, next } = await source.read(from, chunkBytes)
+    const { ops, next, done } = await source.read(from, chunkBytes)
+    progress.reached(done ?? null)
     const batch: InnerOp[] = []
     for (const op of ops) {
       if (op.type !== 'put') continue
@@ -203,6 +241,8 @@ class Progress {
   #startBytes: number
   #lastAt = 0
   #phase: RestoreProgress['phase'] = 'copying'
+  // LevelDB's on-disk estimate of how much lies before the read's position: done / total is how far it is.
+  #done: number | null = null
 
   constructor (options: RestoreOptions, total: number | null, resumed: boolean, state: RestoreState) {
     this.#options = options
@@ -210,6 +250,10 @@ class Progress {
     this.#resumed = resumed
     this.#state = state
     this.#startBytes = state.bytes
+  }
+
+  reached (done: number | null): void {
+    if (done !== null) this.#done = done
   }
 
   phase (phase: RestoreProgress['phase']): void {
@@ -225,12 +269,15 @@ class Progress {
     this.#lastAt = Date.now()
     const seconds = Math.max(0.001, (Date.now() - this.#startedAt) / 1000)
     const rate = (this.#state.bytes - this.#startBytes) / seconds
-    const left = this.#total === null ? null : Math.max(0, this.#total - this.#state.bytes)
+    // Files are compressed: the share of them read so far scales what was copied to the whole.
+    const share = this.#total !== null && this.#total > 0 && this.#done !== null ? Math.min(1, this.#done / this.#total) : null
+    const total = this.#phase !== 'copying' ? this.#state.bytes : share !== null && share > 0.001 ? this.#state.bytes / share : null
+    const left = total === null ? null : Math.max(0, total - this.#state.bytes)
     this.#options.onProgress?.({
       phase: this.#phase,
       entries: this.#state.entries,
       bytes: this.#state.bytes,
-      totalBytes: this.#total,
+      totalBytes: total,
       rate,
       eta: left === null || rate <= 0 || this.#phase !== 'copying' ? null : left / rate,
       resumed: this.#resumed

@@ -10,6 +10,7 @@ import { Link, type LinkOptions } from '../net/client'
 import { keyBytes, validResource, type Message } from '../net/protocol'
 import { StoreCursor, type CursorPosition } from '../replica/cursor'
 import { inspectStore } from '../replica/inspect'
+import { approximateSize } from '../net/read-session'
 import { BUFFERS } from '../inner'
 import { metaKeys } from '../keyspace'
 import { decodeReplicaState } from '../replica/state'
@@ -28,7 +29,8 @@ export interface RestoreSource {
   position: SourcePosition
   /** About how many bytes the store holds (for progress), or null. */
   approximateBytes: number | null
-  read: (from: CursorPosition, maxBytes: number) => Promise<{ ops: ReplicaOp[], next: CursorPosition | null }>
+  /** The next chunk; `done`: about how many of `approximateBytes` lie before where the next one starts. */
+  read: (from: CursorPosition, maxBytes: number) => Promise<{ ops: ReplicaOp[], next: CursorPosition | null, done?: number | null }>
   /** The fingerprint of every user entry of the source, at the same state. */
   fingerprint: () => Promise<Fingerprint>
   close: () => Promise<void>
@@ -36,12 +38,13 @@ export interface RestoreSource {
 
 /** Parses `tcp://HOST:PORT/RESOURCE` (or `tls://...`); null if `from` is not such a URL. */
 export function parseRemote (from: string): { host: string, port: number, resource: string, tls: boolean } | null {
-  const m = /^(tcp|tls):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/([^/]+)$/.exec(from)
-  if (m === null) return null
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(from)) return null
+  const m = /^(tcp|tls):\/\/(\[[^\]]+\]|[^:/@\[\]]+)(?::(\d+))?\/([^/]+)$/i.exec(from)
+  if (m === null) throw new MirrorError(`${from}: a server is named tcp://HOST:PORT/RESOURCE (or tls://...)`, codes.INVALID_OPTION)
   const port = m[3] === undefined ? 7410 : Number(m[3])
   if (port < 1 || port > 65535) throw new MirrorError(`${from}: the port must be 1-65535`, codes.INVALID_OPTION)
   if (!validResource(m[4])) throw new MirrorError(`${from}: '${m[4]}' is not a resource name (letters, digits, '.', '_', '-')`, codes.INVALID_OPTION)
-  return { host: m[2].replace(/^\[|\]$/g, ''), port, resource: m[4], tls: m[1] === 'tls' }
+  return { host: m[2].replace(/^\[|\]$/g, ''), port, resource: m[4], tls: m[1].toLowerCase() === 'tls' }
 }
 
 /** A closed replica directory on this machine (a backup disk). It must be consistent: see `mirror-level recover`. */
@@ -59,12 +62,14 @@ export async function openDirSource (dir: string, open: (path: string) => InnerD
     const state = decodeReplicaState(raw!)
     const snapshot: AbstractSnapshot = db.snapshot()
     const cursor = new StoreCursor(db, snapshot)
-    const sizer = db as unknown as { approximateSize?: (a: Buffer, b: Buffer, o: object) => Promise<number> }
     return {
       name: dir,
       position: { generation: state.generation!, watermark: state.watermark, checksum: state.history === null ? null : checksum(state.history), history: state.history },
-      approximateBytes: typeof sizer.approximateSize === 'function' ? await sizer.approximateSize(Buffer.alloc(0), Buffer.from([0xff, 0xff]), { keyEncoding: 'buffer' }).catch(() => null) : null,
-      read: async (from, maxBytes) => await cursor.read(from, maxBytes),
+      approximateBytes: await approximateSize(db),
+      read: async (from, maxBytes) => {
+        const chunk = await cursor.read(from, maxBytes)
+        return { ...chunk, done: chunk.next?.key == null ? null : await approximateSize(db, chunk.next.key) }
+      },
       fingerprint: async () => await fingerprintRange(db, null, null, snapshot),
       close: async () => {
         await cursor.close()
@@ -121,7 +126,7 @@ export async function openTcpSource (remote: { host: string, port: number, resou
     read: async (from, maxBytes) => {
       const m = await request({ t: 'read', from, maxBytes })
       same(m.position)
-      return { ops: m.ops as ReplicaOp[], next: (m.next ?? null) as CursorPosition | null }
+      return { ops: m.ops as ReplicaOp[], next: (m.next ?? null) as CursorPosition | null, done: typeof m.approximateDone === 'number' ? m.approximateDone : null }
     },
     fingerprint: async () => {
       const m = await request({ t: 'fingerprint', ranges: [{ after: null, upto: null }] })

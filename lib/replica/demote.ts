@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { MirrorError, codes } from '../errors'
 import { decodeHistory, describeHistory } from '../history'
-import { BUFFERS, type InnerDb } from '../inner'
+import { BUFFERS, type InnerDb, checkDb } from '../inner'
 import { metaKeys } from '../keyspace'
 import { storedHead } from '../log/records'
 import { saveDiscarded } from './discarded'
@@ -31,6 +31,7 @@ export interface DemoteReport {
  * touched until then. The db is closed at the end.
  */
 export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Promise<DemoteReport> {
+  checkDb('demote()', db)
   try {
     const { saveDiscarded: file, discard } = options ?? {}
     if ((file === undefined) === (discard !== true) || (file !== undefined && (typeof file !== 'string' || file.length === 0))) {
@@ -38,6 +39,7 @@ export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Pr
     }
     const path = file === undefined ? null : resolve(file)
     if (path !== null && existsSync(path)) throw new MirrorError(`${path} exists; not overwriting saved writes`, codes.INVALID_OPTION)
+    if (path !== null && !existsSync(dirname(path))) throw new MirrorError(`${dirname(path)} does not exist: the saved writes need a directory to go in`, codes.INVALID_OPTION)
     await db.open()
     const [head, history, replica] = await db.getMany([metaKeys.head, metaKeys.history, metaKeys.replica], BUFFERS)
     if (replica !== undefined) throw new MirrorError('This store is already a replica: nothing to demote', codes.WRONG_ROLE)

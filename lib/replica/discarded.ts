@@ -47,7 +47,8 @@ class DurableFile {
   #fd: number
   #tmp: string
   constructor (readonly path: string) {
-    this.#tmp = `${path}.tmp-${process.pid}`
+    // One name for the partial file: an interrupted run's is replaced, not left beside it.
+    this.#tmp = `${path}.partial`
     this.#fd = openSync(this.#tmp, 'w', 0o600)
   }
 

@@ -27,7 +27,11 @@ export function validatePart (input: unknown): BatchPart {
   if (!isSeq(p.from) || !isSeq(p.to)) throw bad('from and to must be non-negative integers')
   if (typeof p.full !== 'boolean' || typeof p.final !== 'boolean') throw bad('full and final must be booleans')
   if (p.repair !== undefined && p.repair !== null && (typeof p.repair !== 'boolean' || (p.repair && (p.full || p.to !== p.from)))) throw bad('a repair is an incremental batch from and to the same seq')
-  if (!p.full && p.repair !== true && p.to <= p.from) throw bad(`an incremental batch must end after it starts (from ${p.from}, to ${p.to})`)
+  // A rejoin may reach no further than its fork (a new primary that has not written yet): it
+  // still takes the demoted primary's own changes back.
+  if (!p.full && p.repair !== true && p.to <= p.from && !(p.rejoin !== undefined && p.rejoin !== null && p.to === p.from)) {
+    throw bad(`an incremental batch must end after it starts (from ${p.from}, to ${p.to})`)
+  }
   if (!isSeq(p.index)) throw bad('index must be a non-negative integer')
   if (!Array.isArray(p.ops)) throw bad('ops must be an array')
   if (p.overwrite !== undefined && p.overwrite !== null && typeof p.overwrite !== 'boolean') throw bad('overwrite must be a boolean')

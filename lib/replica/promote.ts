@@ -1,6 +1,6 @@
 import { MirrorError, codes } from '../errors'
 import { describeHistory, encodeHistory, newGeneration, type HistoryEntry } from '../history'
-import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { BUFFERS, type InnerDb, type InnerOp, checkDb } from '../inner'
 import { metaKeys } from '../keyspace'
 import { encodeHead } from '../log/head'
 import { ReplicaEngine } from './engine'
@@ -27,6 +27,7 @@ export interface PromoteReport {
  * continue from there; the old primary itself rejoins with `demoteStore`. The db is closed at the end.
  */
 export async function promoteStore (db: InnerDb): Promise<PromoteReport> {
+  checkDb('promote()', db)
   try {
     const engine = new ReplicaEngine(db)
     await engine.open()

@@ -1,4 +1,5 @@
-import type { InnerDb } from '../inner'
+import { MirrorError, codes, telling } from '../errors'
+import { checkDb, type InnerDb } from '../inner'
 import { ReplicaEngine } from './engine'
 import { inspectStore, type StoreReport } from './inspect'
 
@@ -17,16 +18,29 @@ export interface RecoveryReport {
  * or a plain store is left as it is. The db is closed at the end.
  */
 export async function recoverStore (db: InnerDb): Promise<RecoveryReport> {
+  checkDb('recover()', db)
   let before: StoreReport
+  let salvaged = false
   try {
     before = await inspectStore(db)
   } catch (err) {
     await db.close()
-    throw err
+    // LevelDB cannot read its own files (damaged tables): its repair keeps what can be read.
+    if (telling(err) !== 'LEVEL_CORRUPTION' && (err as { code?: string }).code !== 'LEVEL_CORRUPTION') throw err
+    const repair = (db as unknown as { constructor: { repair?: (location: string) => Promise<void> }, location?: unknown })
+    if (typeof repair.constructor.repair !== 'function' || typeof repair.location !== 'string') throw err
+    await repair.constructor.repair(repair.location)
+    salvaged = true
+    before = await inspectStore(db)
+  }
+  if (before.role === 'restoring') {
+    await db.close()
+    throw new MirrorError('An unfinished restore: run the same mirror-level restore again to complete it (recover does not finish restores)', codes.WRONG_ROLE)
   }
   if (before.role !== 'replica') {
     await db.close()
-    return { action: 'none', after: before, text: `nothing to recover: ${before.role === 'primary' ? 'a primary\'s store is always consistent' : 'not a mirror-level replica'}` }
+    const why = salvaged ? 'LevelDB reported corruption and its repair salvaged what could be read, but no replica state survived: give it to its primary with overwrite, or restore' : before.role === 'primary' ? 'a primary\'s store is always consistent' : 'not a mirror-level replica'
+    return { action: 'none', after: before, text: `nothing to recover: ${why}` }
   }
   await db.close()
   const engine = new ReplicaEngine(db)
@@ -42,5 +56,6 @@ export async function recoverStore (db: InnerDb): Promise<RecoveryReport> {
     kept: `kept a staged full copy for the primary to resume; the replica's data is untouched by it (seq ${after.replica!.watermark})`,
     none: `nothing to recover: the replica is at seq ${after.replica!.watermark}`
   }[action]
-  return { action, after, text: what }
+  const note = salvaged ? '\nLevelDB reported corruption: its repair salvaged what could be read; verify the replica against its primary (mirror-level verify --repair) to mend what was lost' : ''
+  return { action, after, text: what + note }
 }

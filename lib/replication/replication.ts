@@ -33,6 +33,8 @@ export interface ReplicaStatus {
   /** Why it is down or refused, if it is. */
   error: string | null
   errorCode: string | null
+  /** Why it gets what it gets, when that is worth saying (a full copy instead of a rejoin, an overwrite). */
+  reason: string | null
 }
 
 /** Payload of the `replica-batch` event. */
@@ -44,6 +46,8 @@ export interface ReplicaBatchEvent {
   parts: number
   ops: number
   bytes: number
+  /** For a full copy where a rejoin or an incremental batch was expected: why. */
+  reason?: string
 }
 
 export interface ReplicationHost {
@@ -116,7 +120,7 @@ export class Replication {
       head: () => host.head(),
       urgent () { return self.#waiters.length > 0 },
       changed: () => this.#changed(),
-      batchShipped: (r, info) => host.emit('replica-batch', { name: r.name, ...info } satisfies ReplicaBatchEvent),
+      batchShipped: (r, info) => host.emit('replica-batch', { name: r.name, ...info, ...(info.full && r.reason !== null ? { reason: r.reason } : {}) } satisfies ReplicaBatchEvent),
       stateChanged: (r, previous) => this.#stateChanged(r, previous),
       failed: (r, error, attempt) => host.emit('replica-error', { name: r.name, error, attempt })
     }
@@ -144,9 +148,16 @@ export class Replication {
    * comparing it with that snapshot, repairs if asked, emits `replica-verify` with the report.
    */
   async verify (r: Replicator, options: VerifyOptions): Promise<VerifyReport> {
+    const timeout = options.timeout ?? 30_000
+    // A replica whose LevelDB cannot even open its own files is salvaged first, when asked to repair.
+    if (options.repair === true && r.state === 'failed' && telling(r.lastError) === 'LEVEL_CORRUPTION' && r.adapter.salvage !== undefined) {
+      await r.adapter.salvage()
+      r.notify()
+      for (const end = Date.now() + timeout; !r.up && Date.now() < end;) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
     const report = await r.runHeld(
       (source, seq) => verifyReplica(source, seq, generationAt(this.#host.history(), seq), r.adapter, r.name, r.partLimits, options),
-      options.timeout ?? 30_000
+      timeout
     )
     this.#host.emit('replica-verify', report)
     return report
@@ -283,7 +294,8 @@ export class Replication {
         head,
         lag: { seqs: Math.max(0, head - Math.max(w, 0)), bytes, ms },
         error: r.lastError === null ? null : describeError(r.lastError),
-        errorCode: telling(r.lastError)
+        errorCode: telling(r.lastError),
+        reason: r.reason
       }
     })
   }

@@ -1,7 +1,7 @@
 import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from '../adapter'
 import { buildParts, logCovers, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
 import type { ValueTail } from './tail'
-import { MirrorError, codes } from '../errors'
+import { MirrorError, codes, telling } from '../errors'
 import { headSeq } from '../log/records'
 import type { InnerDb } from '../inner'
 import { atLeast, nonNegativeInteger, positiveInteger } from '../options'
@@ -79,7 +79,9 @@ const REFUSALS: ReadonlySet<string> = new Set([codes.DIVERGED, codes.REPLICA_NOT
 // Errors no retry can cure: someone has to act (fix a key, upgrade, look at the replica).
 const CANNOT_CURE: ReadonlySet<string> = new Set([
   codes.AUTH, codes.PROTOCOL, codes.BAD_PART, codes.RESERVED_KEY, codes.CORRUPT, codes.TOO_LARGE,
-  codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS, codes.FORBIDDEN
+  codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS, codes.FORBIDDEN, codes.WRONG_ROLE,
+  // The replica's LevelDB cannot read its own files: a repairing verify or `mirror-level recover` salvages it.
+  'LEVEL_CORRUPTION'
 ])
 
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
@@ -224,7 +226,7 @@ export class Replicator {
         break
       } catch (err) {
         if (this.#aborted) break
-        const code = (err as { code?: string }).code ?? ''
+        const code = telling(err) ?? ''
         this.lastError = err as Error
         const stuck = REFUSALS.has(code) || CANNOT_CURE.has(code)
         if (REFUSALS.has(code)) this.reason = (err as Error).message
@@ -261,7 +263,11 @@ export class Replicator {
       this.watermark = Math.max(fork, 0)
       this.received = this.watermark
       if (fork < 0) {
-        this.reason = `replica '${this.name}' is a demoted primary of an unrelated history (${describeHistory(d.history)}): it gets a full copy`
+        // Not a primary of this line that came back: its data would be lost to a full copy.
+        if (!this.options.overwrite) {
+          throw new MirrorError(`replica '${this.name}' is a demoted primary of another line of history (${describeHistory(d.history)}), not this primary's: not writing to it (set overwrite to replace it)`, codes.REPLICA_NOT_EMPTY)
+        }
+        this.reason = `replica '${this.name}' is a demoted primary of another line of history (${describeHistory(d.history)}); overwrite is set: it gets a full copy`
       } else {
         this.#rejoin = { fork, records: d.records }
         // Keep the log from the fork on: the rejoin needs what we changed since.
@@ -304,7 +310,7 @@ export class Replicator {
   #relate (hello: ReplicaHello, history: HistoryEntry[], head: number): void {
     if (hello.watermark > head) {
       throw new MirrorError(`replica '${this.name}' is at seq ${hello.watermark}, ahead of this primary (seq ${head}): it holds writes this primary does not have (split-brain, or this primary lost writes); not writing to it. ` +
-        `This primary's history: ${describeHistory(history)}. To keep the replica's writes, restore a primary from it; to drop them, demote the replica's side.`, codes.DIVERGED)
+        `This primary's history: ${describeHistory(history)}. To keep the replica's writes, restore a primary from it; to drop them, replace it (the adapter's overwrite option).`, codes.DIVERGED)
     }
     if (this.#knownHistory) {
       if (checksumAt(history, hello.watermark) !== hello.checksum) {
