@@ -66,7 +66,8 @@ export async function withClosedStore<T> (dir: string, fn: (db: InnerDb) => Prom
     const e = err as Error & { code?: string, cause?: Error & { code?: string } }
     if (e.code !== 'LEVEL_DATABASE_NOT_OPEN') throw err
     if (e.cause?.code === 'LEVEL_LOCKED') throw new Error(`${dir} is in use by another process (a primary, a replica server or another program has it open)`)
-    if (e.cause?.code === 'LEVEL_CORRUPTION') throw new Error(`${dir} is damaged (LevelDB reports corruption: ${e.cause.message}); \`mirror-level recover ${dir}\` runs LevelDB's repair on it`)
+    // A damaged CURRENT file is no database to repair: LevelDB's repair would make one there.
+    if (e.cause?.code === 'LEVEL_CORRUPTION' && !/CURRENT/.test(e.cause.message)) throw new Error(`${dir} is damaged (LevelDB reports corruption: ${e.cause.message}); \`mirror-level recover ${dir}\` runs LevelDB's repair on it`)
     throw new Error(`${dir} is not a LevelDB database (${e.cause?.message ?? e.message})`)
   } finally {
     await db.close().catch(() => {})
