@@ -1,4 +1,6 @@
-export { MirrorLevel, type MirrorLevelOptions, type MirrorHead, type MirrorStatus, type Origin } from './lib/primary/mirror-level'
+export { MirrorLevel, type MirrorHead, type MirrorStatus } from './lib/primary/mirror-level'
+export type { MirrorLevelOptions } from './lib/primary/mirror-options'
+export type { Origin } from './lib/origin'
 export { BlockDevice, type BlockDeviceOptions } from './lib/device/block-device'
 export { LevelReplica, type LevelReplicaOptions } from './adapters/level'
 export { ReplicaEngine } from './lib/replica/engine'

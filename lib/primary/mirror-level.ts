@@ -1,5 +1,4 @@
-import { AbstractIterator, AbstractLevel, type AbstractDatabaseOptions, type AbstractSnapshot } from 'abstract-level'
-import { Packr } from 'msgpackr'
+import { AbstractIterator, AbstractLevel, type AbstractSnapshot } from 'abstract-level'
 import { MirrorError, codes } from '../errors'
 import { decodeHistory, encodeHistory, newGeneration, type HistoryEntry } from '../history'
 import { HEAD_KEY, encodeHead } from '../log/head'
@@ -7,56 +6,18 @@ import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { isReserved, metaKeys, reservedEnd, reservedStart } from '../keyspace'
 import type { ReplicaAdapter } from '../adapter'
 import { compactionStep, storedHead, truncationStep } from '../log/records'
-import { Replication, validateReplicas, type Mode, type OnReplicaDown, type ReplicaStatus } from '../replication/replication'
+import { Replication, type Mode, type ReplicaStatus } from '../replication/replication'
 import type { VerifyOptions, VerifyReport } from '../replication/verifier'
 import { UserIterator, type InnerIterator } from '../user-iterator'
 import { MirrorChainedBatch } from './mirror-chained-batch'
-import { refuseSharedDirectories } from './directories'
+import { resolveMirrorOptions, type MirrorLevelOptions, type ResolvedMirrorOptions } from './mirror-options'
+import { decodeOrigin, encodeOrigin, newOrigin, type Origin } from '../origin'
 import { MirrorSnapshot } from './mirror-snapshot'
-import { describe, knownOptions, nonNegativeInteger, positiveInteger } from '../options'
+import { describe, knownOptions, nonNegativeInteger } from '../options'
 import { Pipeline, type MaintenanceStep } from '../log/pipeline'
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 const ORIGIN_KEY = metaKeys.origin
 const HISTORY_KEY = metaKeys.history
-const FORMAT = 1
-// A budget must hold at least one merged record and some new ones; below this, compaction could
-// never bring the log under it.
-const MIN_LOG_BUDGET = 1024
-
-/** Options of {@link MirrorLevel}, besides abstract-level's `keyEncoding` and `valueEncoding`. */
-export interface MirrorLevelOptions<K = string, V = string> extends AbstractDatabaseOptions<K, V> {
-  /**
-   * The byte budget of the on-disk log of changed keys. Past it, the oldest records are merged
-   * (see README, "The log"). Default 64 MiB.
-   */
-  logBudget?: number
-  /** A group commit takes queued writes up to this many operations. Default 10 000. */
-  maxGroupOps?: number
-  /** ... and up to this many bytes of keys and values. Default 16 MiB. */
-  maxGroupBytes?: number
-  /** The replicas to mirror to, one adapter each (e.g. `LevelReplica`, `TcpReplica`). Default none. */
-  replicas?: ReplicaAdapter[]
-  /**
-   * When a write's promise resolves: `'async'` (default) after the local commit; `'memsync'` once
-   * the replicas have received it too; `'fullsync'` once they have applied it.
-   */
-  mode?: Mode
-  /**
-   * In `memsync` and `fullsync` mode, what a write does while a replica is down (its last attempt
-   * failed) or refused: `'degrade'` (default) resolves without it (status and the `replica-down`
-   * event say so); `'block'` waits for it, up to `replicaTimeout`.
-   */
-  onReplicaDown?: OnReplicaDown
-  /** With `onReplicaDown: 'block'`: how long a write waits before it rejects with `MIRROR_REPLICA_TIMEOUT` (the local write stays). Default 30 000 ms; 0 waits forever. */
-  replicaTimeout?: number
-  /**
-   * How long `close()` may spend shipping what replicas still lack (a first copy included), in ms.
-   * Past it, shipping stops; what was not applied stays in the log and ships after the next open.
-   * Default 5000; 0 waits as long as it takes.
-   */
-  closeTimeout?: number
-}
 
 /** What `status()` returns. */
 export interface MirrorStatus {
@@ -66,18 +27,6 @@ export interface MirrorStatus {
   /** This primary's current generation. */
   generation: string
   replicas: ReplicaStatus[]
-}
-
-/** What is recorded the first time a store is wrapped. */
-export interface Origin {
-  format: number
-  createdAt: number
-  /** The store held user data before it was first wrapped: that data is in no log record. */
-  preexisting: boolean
-  /** The store became a primary by promotion of a replica (`mirror-level promote`) at this seq. */
-  promoted?: { from: string, seq: number }
-  /** The store was restored from a replica (`mirror-level restore`) at this seq. */
-  restored?: { from: string, seq: number }
 }
 
 /** The primary's position: the last committed seq and the log's size. */
@@ -105,55 +54,16 @@ const ITERATOR_VALUE_ENCODING = (AbstractIterator as unknown as { valueEncoding:
 export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractLevel<Buffer, KDefault, VDefault> {
   #inner: InnerDb
   #pipeline: Pipeline | null = null
-  #logBudget: number
-  #maxGroupOps: number
-  #maxGroupBytes: number
+  #options: ResolvedMirrorOptions
   #origin: Origin | null = null
   #truncateTo = 0
   // Records ending at or before this seq are deleted: log maintenance reads after it.
   #truncatedThrough = -1
-  #adapters: ReplicaAdapter[]
-  #mode: Mode
-  #onReplicaDown: OnReplicaDown
-  #replicaTimeout: number
-  #closeTimeout: number
   #history: HistoryEntry[] = []
   #replication: Replication | null = null
 
   constructor (inner: InnerDb, options: MirrorLevelOptions<KDefault, VDefault> = {}) {
-    if (!isAbstractLevel(inner)) {
-      throw new MirrorError(`MirrorLevel: the first argument must be an abstract-level database, got ${describe(inner)}`, codes.INVALID_OPTION)
-    }
-    if (typeof options !== 'object' || options === null) {
-      throw new MirrorError(`MirrorLevel: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
-    }
-    const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, closeTimeout, ...forward } = options
-    const budget = positiveInteger('MirrorLevel', 'logBudget', logBudget, 64 * 1024 * 1024)
-    if (budget < MIN_LOG_BUDGET) {
-      throw new MirrorError(`MirrorLevel: option 'logBudget' must be at least ${MIN_LOG_BUDGET} bytes (a smaller log cannot hold one merged record), got ${budget}`, codes.INVALID_OPTION)
-    }
-    const groupOps = positiveInteger('MirrorLevel', 'maxGroupOps', maxGroupOps, 10_000)
-    const groupBytes = positiveInteger('MirrorLevel', 'maxGroupBytes', maxGroupBytes, 16 * 1024 * 1024)
-    const adapters = replicas ?? []
-    if (!Array.isArray(adapters) || !adapters.every(isAdapter)) {
-      throw new MirrorError('MirrorLevel: option \'replicas\' must be an array of replica adapters (hello, apply, close)', codes.INVALID_OPTION)
-    }
-    if (adapters.length > 0 && !inner.supports.explicitSnapshots) {
-      throw new MirrorError('MirrorLevel: replication reads from snapshots, and this inner db has no explicit snapshots (classic-level, memory-level and level do)', codes.INVALID_OPTION)
-    }
-    if (mode !== undefined && !['async', 'memsync', 'fullsync'].includes(mode)) {
-      throw new MirrorError(`MirrorLevel: option 'mode' must be 'async', 'memsync' or 'fullsync', got ${describe(mode)}`, codes.INVALID_OPTION)
-    }
-    if (onReplicaDown !== undefined && !['degrade', 'block'].includes(onReplicaDown)) {
-      throw new MirrorError(`MirrorLevel: option 'onReplicaDown' must be 'degrade' or 'block', got ${describe(onReplicaDown)}`, codes.INVALID_OPTION)
-    }
-    validateReplicas(adapters)
-    refuseSharedDirectories([
-      { what: 'the primary', db: inner },
-      ...adapters.map((a, i) => ({ what: `replica ${i} ('${a.options?.name ?? a.name}')`, db: a.db }))
-    ])
-    const timeout = nonNegativeInteger('MirrorLevel', 'replicaTimeout', replicaTimeout, 30_000)
-    const closeWithin = nonNegativeInteger('MirrorLevel', 'closeTimeout', closeTimeout, 5000)
+    const resolved = resolveMirrorOptions(inner, options)
     const supports = inner.supports as typeof inner.supports & { getSync?: boolean }
     super({
       encodings: { buffer: true },
@@ -165,16 +75,9 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       getSync: supports.getSync === true,
       createIfMissing: false,
       errorIfExists: false
-    } as Record<string, unknown>, forward)
+    } as Record<string, unknown>, resolved.forward)
     this.#inner = inner
-    this.#logBudget = budget
-    this.#maxGroupOps = groupOps
-    this.#maxGroupBytes = groupBytes
-    this.#adapters = [...adapters]
-    this.#mode = mode ?? 'async'
-    this.#onReplicaDown = onReplicaDown ?? 'degrade'
-    this.#replicaTimeout = timeout
-    this.#closeTimeout = closeWithin
+    this.#options = resolved
   }
 
   /** The last committed seq and the log's size, or null while not open. */
@@ -189,13 +92,13 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
 
   async _open (): Promise<void> {
     // One adapter serves one primary: a second would overwrite the replica under the first.
-    for (const adapter of this.#adapters) {
+    for (const adapter of this.#options.adapters) {
       const owner = owners.get(adapter)
       if (owner !== undefined && owner !== this && owner.status !== 'closed') {
         throw new MirrorError(`replica '${adapter.options?.name ?? adapter.name}' already belongs to another open MirrorLevel; give each primary its own adapter`, codes.INVALID_OPTION)
       }
     }
-    for (const adapter of this.#adapters) owners.set(adapter, this)
+    for (const adapter of this.#options.adapters) owners.set(adapter, this)
     await this.#inner.open()
     try {
       await this.#load()
@@ -227,8 +130,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     }
     const stored = head === undefined ? { seq: 0, logBytes: 0 } : (await storedHead({ db: this.#inner }))!
     const pipeline = new Pipeline(this.#inner, stored, {
-      maxGroupOps: this.#maxGroupOps,
-      maxGroupBytes: this.#maxGroupBytes,
+      maxGroupOps: this.#options.maxGroupOps,
+      maxGroupBytes: this.#options.maxGroupBytes,
       onCommit: (seq, h, bytes, ops) => {
         this.#afterCommit(h.logBytes)
         this.#replication?.onCommit(seq, bytes, ops)
@@ -244,14 +147,14 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     }
     this.#truncateTo = 0
     this.#truncatedThrough = -1
-    if (stored.logBytes > this.#logBudget) this.#afterCommit(stored.logBytes)
+    if (stored.logBytes > this.#options.logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
       inner: this.#inner,
       history: () => this.#history,
       head: () => pipeline.head.seq,
       truncate: (seq) => this.#truncate(seq),
       emit: (event, payload) => this.#emitSafely(event, payload)
-    }, this.#adapters, { mode: this.#mode, onReplicaDown: this.#onReplicaDown, replicaTimeout: this.#replicaTimeout })
+    }, this.#options.adapters, this.#options)
     this.#replication.start()
   }
 
@@ -259,19 +162,19 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   async #initialise (): Promise<void> {
     const below = await this.#inner.keys({ lt: reservedStart, limit: 1, keyEncoding: 'buffer' }).all()
     const above = below.length > 0 ? [] : await this.#inner.keys({ gte: reservedEnd, limit: 1, keyEncoding: 'buffer' }).all()
-    this.#origin = { format: FORMAT, createdAt: Date.now(), preexisting: below.length + above.length > 0 }
+    this.#origin = newOrigin(below.length + above.length > 0)
     const generation = newGeneration()
     this.#history = [[generation, 0]]
     await this.#inner.batch([
       { type: 'put', key: HEAD_KEY, value: encodeHead({ seq: 0, logBytes: 0 }) },
       { type: 'put', key: HISTORY_KEY, value: encodeHistory(this.#history) },
-      { type: 'put', key: ORIGIN_KEY, value: packr.pack(this.#origin) }
+      { type: 'put', key: ORIGIN_KEY, value: encodeOrigin(this.#origin) }
     ], BUFFERS)
   }
 
   async _close (): Promise<void> {
     if (this.#pipeline !== null) await this.#pipeline.idle()
-    if (this.#replication !== null) await this.#replication.close(this.#closeTimeout)
+    if (this.#replication !== null) await this.#replication.close(this.#options.closeTimeout)
     this.#replication = null
     if (this.#pipeline !== null) await this.#pipeline.idle()
     this.#pipeline = null
@@ -287,7 +190,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     if (this.#pipeline === null || this.#replication === null) throw new MirrorError('The database is not open', codes.NOT_OPEN)
     return {
       head: { ...this.#pipeline.head },
-      mode: this.#mode,
+      mode: this.#options.mode,
       generation: this.#history[this.#history.length - 1][0],
       replicas: this.#replication.status()
     }
@@ -353,10 +256,10 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
 
   // Merges old records while the log is over its budget.
   #afterCommit (logBytes: number): void {
-    if (logBytes <= this.#logBudget) return
+    if (logBytes <= this.#options.logBudget) return
     this.#maintain('compaction', async (head) => {
-      if (head.logBytes <= this.#logBudget) return null
-      const step = await compactionStep(this.#inner, head, { budget: this.#logBudget, maxRecordsPerStep: 10_000, after: this.#truncatedThrough })
+      if (head.logBytes <= this.#options.logBudget) return null
+      const step = await compactionStep(this.#inner, head, { budget: this.#options.logBudget, maxRecordsPerStep: 10_000, after: this.#truncatedThrough })
       // A step that cannot shrink the log would repeat forever.
       return step !== null && step.logBytes < head.logBytes ? step : null
     })
@@ -398,7 +301,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   // caller awaits the pipeline's own promise, with no extra hops on the hot path.
   #commit (ops: InnerOp[], options: { sync?: unknown } | undefined): Promise<unknown> {
     const committed = this.#write(ops, options)
-    return this.#mode === 'async' ? committed : committed.then((seq) => this.#replication!.waitFor(seq))
+    return this.#options.mode === 'async' ? committed : committed.then((seq) => this.#replication!.waitFor(seq))
   }
 
   // Writes made before the db is open wait in abstract-level's deferred queue with the caller's
@@ -531,30 +434,3 @@ function copied<T> (x: T): T {
 
 // Which open MirrorLevel each adapter serves.
 const owners = new WeakMap<ReplicaAdapter, { readonly status: string }>()
-
-function isAbstractLevel (db: unknown): db is InnerDb {
-  const d = db as InnerDb
-  return typeof d === 'object' && d !== null && typeof d.batch === 'function' &&
-    typeof d.iterator === 'function' && typeof d.open === 'function' && typeof d.supports === 'object'
-}
-
-function isAdapter (a: unknown): a is ReplicaAdapter {
-  const x = a as ReplicaAdapter
-  return typeof x === 'object' && x !== null && typeof x.hello === 'function' && typeof x.apply === 'function' && typeof x.close === 'function'
-}
-
-function decodeOrigin (value: Uint8Array): Origin {
-  let origin: Origin
-  try {
-    origin = packr.unpack(value)
-  } catch (err) {
-    throw new MirrorError('The stored origin cannot be decoded', codes.CORRUPT, { cause: err })
-  }
-  if (typeof origin !== 'object' || origin === null || typeof origin.format !== 'number') {
-    throw new MirrorError('The stored origin is malformed', codes.CORRUPT)
-  }
-  if (origin.format > FORMAT) {
-    throw new MirrorError(`This store was written by a newer mirror-level (format ${origin.format}; this version reads ${FORMAT})`, codes.CORRUPT)
-  }
-  return origin
-}

@@ -8,6 +8,7 @@ import { describeHistory, encodeHistory, newGeneration, type HistoryEntry } from
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { metaKeys, reservedStart } from '../keyspace'
 import { encodeHead } from '../log/head'
+import { decodeOrigin, encodeOrigin, newOrigin } from '../origin'
 import { packState, unpackState } from '../replica/part-codec'
 import type { CursorPosition } from '../replica/cursor'
 import { userRanges } from '../user-ranges'
@@ -176,7 +177,7 @@ async function prepareTarget (target: InnerDb, position: SourcePosition, where: 
     return fresh()
   }
   const origin = await target.get(metaKeys.origin, BUFFERS)
-  const restored = origin === undefined ? null : unpackState<{ restored?: { from: string, seq: number } }>(origin, 'origin').restored
+  const restored = origin === undefined ? null : decodeOrigin(origin).restored
   if (restored !== undefined && restored !== null && restored.from === position.generation && restored.seq === position.watermark) {
     throw new MirrorError(`${where} was already restored from this source (at seq ${restored.seq}): open it with MirrorLevel`, codes.WRONG_ROLE)
   }
@@ -226,7 +227,7 @@ async function finish (target: InnerDb, position: SourcePosition): Promise<Histo
   await target.batch([
     { type: 'put', key: metaKeys.head, value: encodeHead({ seq: position.watermark, logBytes: 0 }) },
     { type: 'put', key: metaKeys.history, value: encodeHistory(history) },
-    { type: 'put', key: metaKeys.origin, value: packState({ format: 1, createdAt: Date.now(), preexisting: false, restored: { from: position.generation, seq: position.watermark } }) },
+    { type: 'put', key: metaKeys.origin, value: encodeOrigin(newOrigin(false, { restored: { from: position.generation, seq: position.watermark } })) },
     { type: 'del', key: metaKeys.restore }
   ], BUFFERS)
   return history

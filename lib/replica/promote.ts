@@ -5,7 +5,7 @@ import { metaKeys } from '../keyspace'
 import { encodeHead } from '../log/head'
 import { ReplicaEngine } from './engine'
 import { Journal } from './journal'
-import { packState } from './part-codec'
+import { encodeOrigin, newOrigin } from '../origin'
 import { decodeReplicaState } from './state'
 
 /** What `promoteStore` did. */
@@ -44,11 +44,11 @@ export async function promoteStore (db: InnerDb): Promise<PromoteReport> {
     const approximate = state.history === null
     const before: HistoryEntry[] = state.history ?? [[state.generation, 0]]
     const history: HistoryEntry[] = [...before, [newGeneration(), state.watermark]]
-    const origin = { format: 1, createdAt: Date.now(), preexisting: false, promoted: { from: state.generation, seq: state.watermark } }
+    const origin = newOrigin(false, { promoted: { from: state.generation, seq: state.watermark } })
     const ops: InnerOp[] = [
       { type: 'put', key: metaKeys.head, value: encodeHead({ seq: state.watermark, logBytes: 0 }) },
       { type: 'put', key: metaKeys.history, value: encodeHistory(history) },
-      { type: 'put', key: metaKeys.origin, value: packState(origin) },
+      { type: 'put', key: metaKeys.origin, value: encodeOrigin(origin) },
       { type: 'del', key: metaKeys.replica },
       { type: 'del', key: metaKeys.journal }
     ]

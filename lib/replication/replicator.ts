@@ -1,88 +1,15 @@
-import type { BatchPart, CommonReplicaOptions, ReplicaAdapter, ReplicaHello } from '../adapter'
+import type { BatchPart, ReplicaAdapter, ReplicaHello } from '../adapter'
 import { buildParts, logCovers, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
 import type { ValueTail } from './tail'
 import { MirrorError, codes, telling } from '../errors'
 import { headSeq } from '../log/records'
 import type { InnerDb } from '../inner'
-import { atLeast, nonNegativeInteger, positiveInteger } from '../options'
 import { Signal, backoff } from './signal'
-import { checksumAt, describeHistory, forkPoint, generationAt, historyAt, type HistoryEntry } from '../history'
+import { generationAt, historyAt, type HistoryEntry } from '../history'
+import { standing } from './standing'
+import { CANNOT_CURE, REFUSALS, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
 
-/** Where a replica stands, as `status()` reports it. */
-export type ReplicaState =
-  /** Not yet heard from (starting, or reconnecting after a failure). */
-  | 'connecting'
-  /** Up, and holding every committed write. */
-  | 'idle'
-  /** Up, shipping incremental batches. */
-  | 'streaming'
-  /** Up, shipping a full copy (a new replica, or one the log cannot catch up). */
-  | 'syncing'
-  /** Unreachable or failing; retried with backoff. */
-  | 'down'
-  /**
-   * Reachable but not written to: it holds another line of history (`MIRROR_DIVERGED`), or data
-   * this primary did not send it (`MIRROR_REPLICA_NOT_EMPTY`). Looked at again every `retryMaxDelay`.
-   */
-  | 'refused'
-  /**
-   * An error that retrying cannot cure (a wrong key, a protocol or version mismatch, a part the
-   * replica rejects, a key too large to ship): see `errorCode`. Tried again every `retryMaxDelay`,
-   * in case someone fixed the cause.
-   */
-  | 'failed'
-  | 'closed'
-
-export interface ResolvedReplicaOptions {
-  name: string
-  maxDelay: number
-  maxBatchOps: number
-  maxBatchBytes: number
-  retryMinDelay: number
-  retryMaxDelay: number
-  overwrite: boolean
-  verifyEvery: number
-  verifyRepair: boolean
-}
-
-export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): ResolvedReplicaOptions {
-  const o: CommonReplicaOptions = adapter.options ?? {}
-  const where = `replica ${index}`
-  const name = o.name ?? adapter.name ?? `replica-${index}`
-  if (typeof name !== 'string' || name.length === 0) {
-    throw new MirrorError(`${where}: option 'name' must be a non-empty string`, codes.INVALID_OPTION)
-  }
-  const retryMinDelay = positiveInteger(where, 'retryMinDelay', o.retryMinDelay, 100)
-  const retryMaxDelay = positiveInteger(where, 'retryMaxDelay', o.retryMaxDelay, 10_000)
-  if (retryMaxDelay < retryMinDelay) {
-    throw new MirrorError(`${where}: retryMaxDelay (${retryMaxDelay}) is below retryMinDelay (${retryMinDelay})`, codes.INVALID_OPTION)
-  }
-  for (const flag of ['overwrite', 'verifyRepair'] as const) {
-    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw new MirrorError(`${where}: option '${flag}' must be a boolean`, codes.INVALID_OPTION)
-  }
-  return {
-    name,
-    maxDelay: nonNegativeInteger(where, 'maxDelay', o.maxDelay, 50),
-    maxBatchOps: positiveInteger(where, 'maxBatchOps', o.maxBatchOps, 1000),
-    // A part must hold at least a key and a piece of its value.
-    maxBatchBytes: atLeast(where, 'maxBatchBytes', positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024), 4096),
-    retryMinDelay,
-    retryMaxDelay,
-    overwrite: o.overwrite === true,
-    verifyEvery: nonNegativeInteger(where, 'verifyEvery', o.verifyEvery, 0),
-    verifyRepair: o.verifyRepair === true
-  }
-}
-
-// Errors that say the replica is on another line or holds what it should not: not written to.
-const REFUSALS: ReadonlySet<string> = new Set([codes.DIVERGED, codes.REPLICA_NOT_EMPTY])
-// Errors no retry can cure: someone has to act (fix a key, upgrade, look at the replica).
-const CANNOT_CURE: ReadonlySet<string> = new Set([
-  codes.AUTH, codes.PROTOCOL, codes.BAD_PART, codes.RESERVED_KEY, codes.CORRUPT, codes.TOO_LARGE,
-  codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS, codes.FORBIDDEN, codes.WRONG_ROLE,
-  // The replica's LevelDB cannot read its own files: a repairing verify or `mirror-level recover` salvages it.
-  'LEVEL_CORRUPTION'
-])
+export { resolveReplicaOptions, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
 
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
 export interface ReplicatorHost {
@@ -244,86 +171,23 @@ export class Replicator {
     }
   }
 
-  // The replica's position must be one of ours: the same history behind its watermark, not past
-  // our head; and it must hold nothing that we did not send it, unless we were told to overwrite it.
-  // A demoted primary rejoins from the seq where our histories forked.
+  // Where the replica stands against this primary (see standing()); refused ones throw.
   #accept (hello: ReplicaHello): void {
     const history = this.#host.history()
     const head = this.#host.head()
     const pending = hello.pending
     this.pendingCopy = pending !== null && pending.to <= head && generationAt(history, pending.to) === pending.generation ? pending.to : null
     this.#maxPartBytes = typeof hello.maxPartBytes === 'number' && hello.maxPartBytes > 0 ? hello.maxPartBytes : Infinity
-    this.#rejoin = null
     this.#knownHistory = typeof hello.checksum === 'string'
-    this.reason = null
-    if (hello.demoted !== undefined && hello.demoted !== null) {
-      const d = hello.demoted
-      const fork = forkPoint(history, head, d.history, d.head)
-      this.consistent = false
-      this.watermark = Math.max(fork, 0)
-      this.received = this.watermark
-      if (fork < 0) {
-        // Not a primary of this line that came back: its data would be lost to a full copy.
-        if (!this.options.overwrite) {
-          throw new MirrorError(`replica '${this.name}' is a demoted primary of another line of history (${describeHistory(d.history)}), not this primary's: not writing to it (set overwrite to replace it)`, codes.REPLICA_NOT_EMPTY)
-        }
-        this.reason = `replica '${this.name}' is a demoted primary of another line of history (${describeHistory(d.history)}); overwrite is set: it gets a full copy`
-      } else {
-        this.#rejoin = { fork, records: d.records }
-        // Keep the log from the fork on: the rejoin needs what we changed since.
-        this.pendingCopy = fork
-      }
-      this.#host.changed(this)
-      return
-    }
-    if (hello.foreign !== undefined && hello.foreign !== null && !this.options.overwrite) {
-      throw new MirrorError(hello.foreign === 'primary'
-        ? `replica '${this.name}' is another primary's store, not a replica: not writing to it (demote it with \`mirror-level demote\` to rejoin it, or set the adapter's overwrite option to replace it)`
-        : `replica '${this.name}' holds data that this primary did not send it: not writing to it (set the adapter's overwrite option to replace it)`, codes.REPLICA_NOT_EMPTY)
-    }
-    if (hello.generation === null) {
-      this.consistent = false
-      this.watermark = hello.watermark
-      this.received = hello.watermark
-      this.#host.changed(this)
-      return
-    }
-    try {
-      this.#relate(hello, history, head)
-    } catch (err) {
-      // Told to overwrite: a replica of another line of history is replaced by a full copy.
-      if (!this.options.overwrite) throw err
-      this.reason = `${(err as Error).message}; overwrite is set: it gets a full copy`
-      this.consistent = false
-      this.watermark = 0
-      this.received = 0
-      this.#host.changed(this)
-      return
-    }
-    this.consistent = true
-    this.watermark = hello.watermark
-    this.received = hello.watermark
+    const s = standing(hello, history, head, this.name, this.options.overwrite)
+    this.#rejoin = s.kind === 'rejoin' ? { fork: s.fork, records: s.records } : null
+    // Keep the log from the fork on: the rejoin needs what we changed since.
+    if (s.kind === 'rejoin') this.pendingCopy = s.fork
+    this.reason = s.kind === 'copy' ? s.reason : null
+    this.consistent = s.kind === 'synced'
+    this.watermark = s.kind === 'rejoin' ? s.fork : s.watermark
+    this.received = this.watermark
     this.#host.changed(this)
-  }
-
-  // Throws MIRROR_DIVERGED unless the replica's position is a state of this primary's history.
-  #relate (hello: ReplicaHello, history: HistoryEntry[], head: number): void {
-    if (hello.watermark > head) {
-      throw new MirrorError(`replica '${this.name}' is at seq ${hello.watermark}, ahead of this primary (seq ${head}): it holds writes this primary does not have (split-brain, or this primary lost writes); not writing to it. ` +
-        `This primary's history: ${describeHistory(history)}. To keep the replica's writes, restore a primary from it; to drop them, replace it (the adapter's overwrite option).`, codes.DIVERGED)
-    }
-    if (this.#knownHistory) {
-      if (checksumAt(history, hello.watermark) !== hello.checksum) {
-        throw new MirrorError(`replica '${this.name}' holds another history at seq ${hello.watermark} (generation ${hello.generation}, checksum ${String(hello.checksum).slice(0, 8)}) than this primary ` +
-          `(${describeHistory(historyAt(history, hello.watermark))}): one of them took writes the other does not have (split-brain, or a primary restored from an older copy of itself); not writing to it`, codes.DIVERGED)
-      }
-    } else {
-      // A replica written by a version that kept no history: its generation must be ours, not past its fork.
-      const at = history.findIndex(([g]) => g === hello.generation)
-      if (at === -1 || (at + 1 < history.length && hello.watermark > history[at + 1][1])) {
-        throw new MirrorError(`replica '${this.name}' holds generation ${hello.generation} at seq ${hello.watermark}, which is not in this primary's history (${describeHistory(history)}): not writing to it`, codes.DIVERGED)
-      }
-    }
   }
 
   // Waits for work (and the coalescing window), then ships one batch. False once closing.

@@ -1,0 +1,93 @@
+import type { BatchPart, ReplicaOp } from '../adapter'
+import { MirrorError, codes } from '../errors'
+import type { HistoryEntry } from '../history'
+import type { JournalHeader, ReplicaState } from './state'
+
+// How the parts of a batch must follow each other, and what the header says once they have: the
+// rules the replica engine checks before it holds or stages anything.
+
+export function bad (why: string): MirrorError {
+  return new MirrorError(`Bad batch part: ${why}`, codes.BAD_PART)
+}
+
+
+export function firstHeader (part: BatchPart): JournalHeader {
+  if (part.full && (part.range === undefined || part.range.after !== null)) throw bad('a full batch starts with a copy part from the first key')
+  const upto = part.range !== undefined ? part.range.upto : null
+  return {
+    generation: part.generation,
+    from: part.from,
+    to: part.to,
+    full: part.full,
+    parts: 1,
+    committed: false,
+    upto,
+    copyDone: part.full && upto === null,
+    piece: null,
+    overwrite: part.overwrite === true,
+    rejoin: part.rejoin?.fork ?? null,
+    history: null,
+    readAt: part.to,
+    readAtGeneration: part.generation,
+    applying: false
+  }
+}
+
+// The primary's history the replica keeps once this batch is applied: what it had (nothing, for a
+// copy or a rejoin) with the entries the final part brings.
+export function nextHistory (header: JournalHeader, state: ReplicaState, part: BatchPart): HistoryEntry[] | null {
+  const fresh = header.full || header.rejoin !== null
+  const base = fresh ? [] : state.history
+  if (part.history === undefined) return fresh ? null : base
+  if (base === null || part.history.from > base.length) {
+    if (part.history.from !== 0) throw bad(`history from entry ${part.history.from}, but the replica keeps ${base?.length ?? 'no'} entries`)
+    return part.history.entries
+  }
+  return [...base.slice(0, part.history.from), ...part.history.entries]
+}
+
+/**
+ * Checks that pieces of large values follow each other (puts of the same key, every one but the
+ * last marked `more`) and returns the key still being pieced together, or null. `onlyPieces`: the
+ * part may hold nothing but the continuation of a value (a part between copy ranges).
+ */
+export function continuePieces (piece: Buffer | null, ops: ReplicaOp[], onlyPieces: boolean): Buffer | null {
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]
+    if (piece !== null && (op.type !== 'put' || !op.key.equals(piece))) throw bad(`op ${i} does not continue the value of the key before it`)
+    if (piece === null && onlyPieces) throw bad(`op ${i} of a part between copy ranges is not a piece of a value`)
+    piece = op.type === 'put' && op.more === true ? op.key : null
+  }
+  return piece
+}
+
+/** The journal header after `part`, or an error if it does not follow the batch being received (`j`). */
+export function followHeader (j: JournalHeader | null, part: BatchPart): JournalHeader {
+  // A resumed copy reaches a later seq, which may be in a later generation of the same line.
+  const sameLine = j !== null && (j.generation === part.generation || (part.full && part.to > j.to))
+  if (j === null || j.committed || j.parts !== part.index || j.full !== part.full || !sameLine) {
+    throw bad(`part ${part.index} does not follow the staged batch (${j === null ? 'none' : `${j.parts} parts`})`)
+  }
+  if (!part.full && (j.from !== part.from || j.to !== part.to)) throw bad('a later part of an incremental batch must have its batch\'s from and to')
+  const copyUpto = part.range !== undefined ? part.range.upto : null
+  if (part.full) {
+    if (part.range !== undefined) {
+      const contiguous = !j.copyDone && j.upto !== null && part.range.after !== null && part.range.after.equals(j.upto)
+      if (!contiguous) throw bad('copy parts must tile the keyspace in order')
+    } else if (!j.copyDone && j.piece === null) {
+      throw bad('a full batch lists changed keys only after its copy is complete')
+    }
+    if (part.to < j.to) throw bad('a resumed copy cannot go back in seq')
+  }
+  const older = part.range !== undefined && part.to < j.readAt
+  return {
+    ...j,
+    generation: part.generation,
+    to: part.to,
+    readAt: older ? part.to : j.readAt,
+    readAtGeneration: older ? part.generation : j.readAtGeneration,
+    parts: j.parts + 1,
+    upto: part.range !== undefined ? copyUpto : j.upto,
+    copyDone: j.copyDone || (part.range !== undefined && copyUpto === null)
+  }
+}

@@ -1,0 +1,80 @@
+import type { CommonReplicaOptions, ReplicaAdapter } from '../adapter'
+import { MirrorError, codes } from '../errors'
+import { atLeast, nonNegativeInteger, positiveInteger } from '../options'
+
+/** Where a replica stands, as `status()` reports it. */
+export type ReplicaState =
+  /** Not yet heard from (starting, or reconnecting after a failure). */
+  | 'connecting'
+  /** Up, and holding every committed write. */
+  | 'idle'
+  /** Up, shipping incremental batches. */
+  | 'streaming'
+  /** Up, shipping a full copy (a new replica, or one the log cannot catch up). */
+  | 'syncing'
+  /** Unreachable or failing; retried with backoff. */
+  | 'down'
+  /**
+   * Reachable but not written to: it holds another line of history (`MIRROR_DIVERGED`), or data
+   * this primary did not send it (`MIRROR_REPLICA_NOT_EMPTY`). Looked at again every `retryMaxDelay`.
+   */
+  | 'refused'
+  /**
+   * An error that retrying cannot cure (a wrong key, a protocol or version mismatch, a part the
+   * replica rejects, a key too large to ship): see `errorCode`. Tried again every `retryMaxDelay`,
+   * in case someone fixed the cause.
+   */
+  | 'failed'
+  | 'closed'
+
+export interface ResolvedReplicaOptions {
+  name: string
+  maxDelay: number
+  maxBatchOps: number
+  maxBatchBytes: number
+  retryMinDelay: number
+  retryMaxDelay: number
+  overwrite: boolean
+  verifyEvery: number
+  verifyRepair: boolean
+}
+
+export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): ResolvedReplicaOptions {
+  const o: CommonReplicaOptions = adapter.options ?? {}
+  const where = `replica ${index}`
+  const name = o.name ?? adapter.name ?? `replica-${index}`
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new MirrorError(`${where}: option 'name' must be a non-empty string`, codes.INVALID_OPTION)
+  }
+  const retryMinDelay = positiveInteger(where, 'retryMinDelay', o.retryMinDelay, 100)
+  const retryMaxDelay = positiveInteger(where, 'retryMaxDelay', o.retryMaxDelay, 10_000)
+  if (retryMaxDelay < retryMinDelay) {
+    throw new MirrorError(`${where}: retryMaxDelay (${retryMaxDelay}) is below retryMinDelay (${retryMinDelay})`, codes.INVALID_OPTION)
+  }
+  for (const flag of ['overwrite', 'verifyRepair'] as const) {
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw new MirrorError(`${where}: option '${flag}' must be a boolean`, codes.INVALID_OPTION)
+  }
+  return {
+    name,
+    maxDelay: nonNegativeInteger(where, 'maxDelay', o.maxDelay, 50),
+    maxBatchOps: positiveInteger(where, 'maxBatchOps', o.maxBatchOps, 1000),
+    // A part must hold at least a key and a piece of its value.
+    maxBatchBytes: atLeast(where, 'maxBatchBytes', positiveInteger(where, 'maxBatchBytes', o.maxBatchBytes, 4 * 1024 * 1024), 4096),
+    retryMinDelay,
+    retryMaxDelay,
+    overwrite: o.overwrite === true,
+    verifyEvery: nonNegativeInteger(where, 'verifyEvery', o.verifyEvery, 0),
+    verifyRepair: o.verifyRepair === true
+  }
+}
+
+// Errors that say the replica is on another line or holds what it should not: not written to.
+export const REFUSALS: ReadonlySet<string> = new Set([codes.DIVERGED, codes.REPLICA_NOT_EMPTY])
+// Errors no retry can cure: someone has to act (fix a key, upgrade, look at the replica).
+export const CANNOT_CURE: ReadonlySet<string> = new Set([
+  codes.AUTH, codes.PROTOCOL, codes.BAD_PART, codes.RESERVED_KEY, codes.CORRUPT, codes.TOO_LARGE,
+  codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS, codes.FORBIDDEN, codes.WRONG_ROLE,
+  // The replica's LevelDB cannot read its own files: a repairing verify or `mirror-level recover` salvages it.
+  'LEVEL_CORRUPTION'
+])
+
