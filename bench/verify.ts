@@ -90,7 +90,8 @@ export async function verifyWire (mib = Number(process.env.BENCH_VERIFY_MIB ?? 1
   for (const differing of [0, 10, 10_000]) {
     // Written on the primary's inner db directly, in no log record: only a verify sees them.
     // (A user never does this; it is what verify exists to find.)
-    for (; changed < differing; changed++) {
+    // Fresh keys each round: the previous round's were repaired.
+    for (let i = 0; i < differing; i++, changed++) {
       const at = Math.floor((changed * 7919) % count)
       await inner.put(Buffer.from(`key-${String(at).padStart(10, '0')}`), randomBytes(VALUE))
     }
