@@ -52,8 +52,8 @@ export async function verifyTime (mib = Number(process.env.BENCH_VERIFY_MIB ?? 1
   const verifies: number[] = []
   for (let round = 0; round < 2; round++) {
     let t = performance.now()
-    await scan(primary)
-    await scan(replica)
+    // Both at once, as the verify reads them: the baseline is the cheapest way to read both.
+    await Promise.all([scan(primary), scan(replica)])
     scans.push(performance.now() - t)
     db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(primary), { keyEncoding: 'buffer', valueEncoding: 'buffer', replicas: [new LevelReplica(new ClassicLevel(replica), { name: 'r' })] })
     await db.open()
@@ -68,7 +68,7 @@ export async function verifyTime (mib = Number(process.env.BENCH_VERIFY_MIB ?? 1
   const verify = Math.min(...verifies)
   const ratio = verify / scanned
   console.log(`Verify of two equal ${mib} MiB stores (${count} entries of ${VALUE} bytes), LevelReplica on the same disk
-  plain full scan of both stores          ${(scanned / 1000).toFixed(2)} s (best of 2)
+  plain full scan of both stores, at once ${(scanned / 1000).toFixed(2)} s (best of 2)
   verify (range fingerprints)             ${(verify / 1000).toFixed(2)} s (best of 2)
   ratio ${ratio.toFixed(2)}x (target <= 1.5x)\n`)
   return { title: `verify of two equal ${mib} MiB stores / a full scan of both`, ratio, target: '<= 1.5x' }

@@ -123,32 +123,50 @@ async function compare (source: SnapshotSource, seq: number, generation: string,
   }
 
   const root: KeyRangeBounds = { after: null, upto: null }
-  const local = await fingerprintRange(source.db, null, null, source.snapshot)
+  // Both sides scan at once: the replica's work (another process, or LevelDB's threads) overlaps ours.
+  const [local, [remote]] = await allDone([fingerprintRange(source.db, null, null, source.snapshot), remoteFingerprints([root])] as const)
   report.entries = local.count
   report.bytes = local.bytes
-  const [remote] = await remoteFingerprints([root])
   let level: Pending[] = sameFingerprint(local, remote) ? [] : [{ range: root, local, remote }]
   differingRanges += level.length
   progress('comparing')
   while (level.length > 0) {
     const next: Pending[] = []
-    const split: Array<{ range: KeyRangeBounds, fingerprint: Fingerprint }> = []
     const leaves = level.filter((p) => p.local.count <= LEAF || p.remote.count <= LEAF)
-    // Leaves are compared LEAVES_IN_FLIGHT at a time: their round trips overlap.
-    for (let at = 0; at < leaves.length; at += LEAVES_IN_FLIGHT) {
-      const found = await Promise.all(leaves.slice(at, at + LEAVES_IN_FLIGHT).map((p) => compareKeys(source, p.range, digests, estimate, () => { report.roundTrips++ })))
-      for (const [kind, key] of found.flat()) await differs(kind, key)
+    // Leaves are compared LEAVES_IN_FLIGHT at a time: their round trips overlap, and overlap the
+    // splitting of the other ranges below.
+    const comparing = (async () => {
+      for (let at = 0; at < leaves.length; at += LEAVES_IN_FLIGHT) {
+        const found = await Promise.all(leaves.slice(at, at + LEAVES_IN_FLIGHT).map((p) => compareKeys(source, p.range, digests, estimate, () => { report.roundTrips++ })))
+        for (const [kind, key] of found.flat()) await differs(kind, key)
+      }
+    })()
+    // Splits go to the replica a request at a time as they are made, so that it fingerprints one
+    // request's ranges while we split the next ones.
+    const asked: Array<Promise<void>> = []
+    let split: Array<{ range: KeyRangeBounds, fingerprint: Fingerprint }> = []
+    const ask = (): void => {
+      const these = split
+      split = []
+      asked.push(remoteFingerprints(these.map((s) => s.range)).then((theirs) => {
+        these.forEach((s, i) => {
+          if (!sameFingerprint(s.fingerprint, theirs[i])) next.push({ range: s.range, local: s.fingerprint, remote: theirs[i] })
+        })
+      }))
     }
-    for (const p of level) {
-      if (!leaves.includes(p)) split.push(...await splitRange(source.db, p.range, p.local.count, BRANCHING, source.snapshot))
+    try {
+      for (const p of level) {
+        if (leaves.includes(p)) continue
+        split.push(...await splitRange(source.db, p.range, p.local.count, BRANCHING, source.snapshot))
+        if (split.length + BRANCHING > MAX_RANGES_PER_REQUEST) ask()
+      }
+      if (split.length > 0) ask()
+    } finally {
+      await allDone([comparing, ...asked])
     }
-    if (split.length > 0) {
-      const theirs = await remoteFingerprints(split.map((s) => s.range))
-      split.forEach((s, i) => {
-        if (!sameFingerprint(s.fingerprint, theirs[i])) next.push({ range: s.range, local: s.fingerprint, remote: theirs[i] })
-      })
-      differingRanges += next.length
-    }
+    // Replies come back in any order; keep the ranges in key order, as a sequential walk has them.
+    next.sort((a, b) => a.range.after === null ? -1 : b.range.after === null ? 1 : Buffer.compare(a.range.after, b.range.after))
+    differingRanges += next.length
     progress('comparing')
     level = next
   }
@@ -163,6 +181,15 @@ async function compare (source: SnapshotSource, seq: number, generation: string,
   report.ms = Date.now() - started
   progress('done')
   return report
+}
+
+// Promise.all that waits for every promise before it rejects: nothing is left running against the
+// snapshot the caller releases when this rejects.
+async function allDone<T extends readonly unknown[]> (work: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(work)
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> }
 }
 
 function diffCount (report: VerifyReport): number {
