@@ -107,3 +107,31 @@ describe('close() is bounded', () => {
     expect((await userData(rdb as never)).size).toBe(20_000)
   })
 })
+
+describe('close() leaves nothing behind', () => {
+  it('no log maintenance runs after close, even when replicas report progress while closing', async () => {
+    // Progress reported during close used to arm the look-again timer for log truncation, which
+    // fired 2 s later on a closed database: an uncaught exception, fatal in an application.
+    const uncaught: unknown[] = []
+    const onUncaught = (err: unknown) => { uncaught.push(err) }
+    process.on('uncaughtException', onUncaught)
+    try {
+      const inner = new MemoryLevel()
+      const replica = new MemoryLevel()
+      const db = new MirrorLevel(inner, { replicas: [new LevelReplica(replica as never, { maxDelay: 0 })] })
+      await db.open()
+      await db.put('a', '1')
+      await db.replicated() // the first truncation runs at once; the next waits for more records or time
+      await db.put('b', '2')
+      await db.close() // ships 'b' while closing
+      await new Promise((resolve) => setTimeout(resolve, 2500))
+      expect(uncaught).toEqual([])
+      await replica.open()
+      await inner.open()
+      expect(await serialize(replica as never)).toBe(await serialize(inner as never))
+      expect(JSON.parse(await serialize(inner as never))).toHaveLength(2)
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
+  })
+})

@@ -21,6 +21,7 @@ export class TestAdapter implements ReplicaAdapter {
   faults: Fault[] = []
   stalled: Promise<void> | null = null
   #release: (() => void) | null = null
+  #restarting: Promise<void> = Promise.resolve()
   applies = 0
   receivedCalls = 0
   /** After every final part that was applied: [watermark, serialized user data]. */
@@ -45,26 +46,48 @@ export class TestAdapter implements ReplicaAdapter {
     this.#release = null
   }
 
-  // Like a replica process coming back: it opens its db (running recovery) on its own.
+  // Like a replica process coming back: it opens its db (running recovery) on its own. An apply
+  // in flight may commit while the db closes, so its state is recorded here, once the replica is
+  // back, rather than by the apply; the primary sees nothing until the restart is over.
   async restart (): Promise<void> {
-    await this.inner.close()
-    this.inner = new LevelReplica(this.db, this.options)
-    await this.inner.hello()
+    const done = (async () => {
+      await this.inner.close()
+      this.inner = new LevelReplica(this.db, this.options)
+      const hello = await this.inner.hello()
+      // Before its first copy completes a replica holds no state of the primary yet.
+      if (hello.generation !== null) this.observed.push([hello.watermark, await serialize(this.db)])
+    })()
+    this.#restarting = done.catch(() => {})
+    await done
   }
 
   async hello (): Promise<ReplicaHello> {
+    await this.#restarting
     return await this.inner.hello()
   }
 
   async apply (part: BatchPart, received?: () => void): Promise<PartAck> {
+    await this.#restarting
     this.parts.push(part)
     if (this.stalled !== null) await this.stalled
     const fault = this.faults.shift() ?? 'ok'
     if (fault === 'failBefore') throw new Error('injected: link failed before apply')
     if (typeof fault === 'object') await new Promise((resolve) => setTimeout(resolve, fault.delay))
+    const restarting = this.#restarting
     const ack = await this.inner.apply(part, () => { this.receivedCalls++; received?.() })
     this.applies++
-    if (part.final) this.observed.push([ack.watermark, await serialize(this.db)])
+    if (part.final) {
+      let state: string
+      try {
+        state = await serialize(this.db)
+      } catch (err) {
+        // The db closed under this read: a restart records the state this apply committed.
+        if (this.#restarting !== restarting) throw new Error('ack lost in a replica restart')
+        throw err
+      }
+      if (this.#restarting !== restarting) throw new Error('ack lost in a replica restart')
+      this.observed.push([ack.watermark, state])
+    }
     if (fault === 'failAfter') throw new Error('injected: ack lost after apply')
     return ack
   }

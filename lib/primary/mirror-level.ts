@@ -266,7 +266,9 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   #maintain (what: string, step: MaintenanceStep): void {
-    this.#pipeline!.maintain(what, step).catch((err) => {
+    // Closed: the next open truncates or compacts what is due.
+    if (this.#pipeline === null) return
+    this.#pipeline.maintain(what, step).catch((err) => {
       // The log stays correct, only larger than it needs to be; report it, the next commit retries.
       this.#report(new MirrorError(`Log ${what} failed`, codes.WRITE_FAILED, { cause: err }))
     })

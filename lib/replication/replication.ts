@@ -102,6 +102,7 @@ export class Replication {
   #truncatedTo = 0
   #truncatedAt = 0
   #truncateTimer: NodeJS.Timeout | null = null
+  #closing = false
   #verifyTimers: NodeJS.Timeout[] = []
   // The ops of recent seqs, for replicas that keep up (see ValueTail).
   #tail = new ValueTail(TAIL_BYTES)
@@ -261,7 +262,7 @@ export class Replication {
       this.#truncatedTo = need
       this.#truncatedAt = Date.now()
       this.#host.truncate(need)
-    } else if (this.#truncateTimer === null) {
+    } else if (this.#truncateTimer === null && !this.#closing) {
       // Not worth it yet: look again in a while, even if nothing else happens meanwhile.
       this.#truncateTimer = setTimeout(() => {
         this.#truncateTimer = null
@@ -306,6 +307,9 @@ export class Replication {
    * after the next open.
    */
   async close (timeout: number): Promise<void> {
+    // Replicators finishing their close still report progress; a look-again timer armed then
+    // would fire after the database closed.
+    this.#closing = true
     for (const timer of this.#verifyTimers) clearInterval(timer)
     if (this.#truncateTimer !== null) clearTimeout(this.#truncateTimer)
     const closing = Promise.all(this.replicators.map((r) => r.close()))
