@@ -10,6 +10,7 @@ import { Replication, type Mode, type ReplicaStatus } from '../replication/repli
 import type { VerifyOptions, VerifyReport } from '../replication/verifier'
 import { UserIterator, type InnerIterator } from '../user-iterator'
 import { MirrorChainedBatch } from './mirror-chained-batch'
+import { captureOps } from './capture'
 import { resolveMirrorOptions, type MirrorLevelOptions, type ResolvedMirrorOptions } from './mirror-options'
 import { decodeOrigin, encodeOrigin, newOrigin, type Origin } from '../origin'
 import { MirrorSnapshot } from './mirror-snapshot'
@@ -341,12 +342,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   _batch (operations: Op[], options?: { sync?: unknown }): Promise<unknown> {
-    const ops: InnerOp[] = new Array(operations.length)
-    for (let i = 0; i < operations.length; i++) {
-      const op = operations[i]
-      ops[i] = op.type === 'put' ? { type: 'put', key: Buffer.from(op.key), value: Buffer.from(op.value) } : { type: 'del', key: Buffer.from(op.key) }
-    }
-    return this.#commit(ops, options)
+    return this.#commit(captureOps(operations), options)
   }
 
   _chainedBatch (): MirrorChainedBatch {
