@@ -34,9 +34,11 @@ const sample = setInterval(() => {
     peakFile = kib(status, 'RssFile')
   } catch {}
 }, 20)
+let baseAnon = 0
 const resetPeak = (): number => {
   global.gc?.()
   peak = process.memoryUsage().rss
+  try { baseAnon = kib(readFileSync('/proc/self/status', 'utf8'), 'RssAnon') } catch {}
   return peak
 }
 const MiB = (n: number): number => n / 2 ** 20
@@ -94,7 +96,7 @@ if (kind === 'mirror' || kind === 'tcp') {
   clearInterval(sample)
   await db.close()
   await server?.close()
-  console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), fileMiB: MiB(peakFile) }))
+  console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), baseAnonMiB: MiB(baseAnon), fileMiB: MiB(peakFile) }))
 } else {
   const src = new ClassicLevel<Buffer, Buffer>(join(dir, 'plain-source'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
   await src.open()
@@ -119,5 +121,5 @@ if (kind === 'mirror' || kind === 'tcp') {
   const seconds = (performance.now() - t0) / 1000
   clearInterval(sample)
   await Promise.all([src.close(), dst.close()])
-  console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), fileMiB: MiB(peakFile) }))
+  console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), baseAnonMiB: MiB(baseAnon), fileMiB: MiB(peakFile) }))
 }

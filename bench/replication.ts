@@ -53,7 +53,7 @@ export async function coalescingMatrix (): Promise<Result[]> {
 }
 
 /** Runs bench/catchup-child.ts in its own process (so its peak RSS is its own) and parses its report. */
-export interface ChildReport { bytes: number, seconds: number, rssMiB: number, baseMiB: number, anonMiB: number, fileMiB: number }
+export interface ChildReport { bytes: number, seconds: number, rssMiB: number, baseMiB: number, anonMiB: number, baseAnonMiB: number, fileMiB: number }
 
 export function child (args: string[]): Promise<ChildReport> {
   const file = fileURLToPath(new URL('./catchup-child.ts', import.meta.url))
@@ -87,7 +87,7 @@ export async function catchUp (mib = 256, repeats = 3): Promise<Result[]> {
   const rate = (runs: ChildReport[]): number => runs.reduce((a, r) => a + r.bytes, 0) / runs.reduce((a, r) => a + r.seconds, 0)
   const r = report(`Catch-up after ${mib} MiB of 4 KiB chunk writes with the replica offline (${repeats} runs each)`, 'B', ['plain snapshot copy, classic-level to classic-level', rate(plain)], ['LevelReplica catch-up', rate(ours)], '>= 0.8x')
   const worst = (runs: ChildReport[]): ChildReport => runs.reduce((a, b) => b.anonMiB > a.anonMiB ? b : a)
-  const mem = (c: ChildReport): string => `${c.rssMiB.toFixed(0)} MiB (anonymous ${c.anonMiB.toFixed(0)}, file-backed ${c.fileMiB.toFixed(0)}; ${c.baseMiB.toFixed(0)} before it)`
+  const mem = (c: ChildReport): string => `${c.rssMiB.toFixed(0)} MiB (anonymous ${c.anonMiB.toFixed(0)}, file-backed ${c.fileMiB.toFixed(0)}; ${c.baseMiB.toFixed(0)} before it, ${c.baseAnonMiB.toFixed(0)} of it anonymous)`
   console.log(`  peak RSS, catch-up:   ${mem(worst(ours))}\n  peak RSS, plain copy: ${mem(worst(plain))}\n  (target <= 256 MiB; file-backed pages are LevelDB's mmap'd tables: page cache the kernel can drop)\n`)
   return [r, { title: `catch-up peak anonymous RSS in MiB, ${mib} MiB backlog`, ratio: worst(ours).anonMiB, target: '<= 256' }]
 }
