@@ -1,5 +1,8 @@
-// One catch-up measurement in its own process. Usage: catchup-child.ts mirror|tcp|plain DIR MIB
-// Prints one JSON line: { bytes, seconds, rssMiB } for the copy phase alone.
+// One catch-up measurement in its own process. Usage: catchup-child.ts mirror|tcp|first|plain DIR MIB
+// mirror and tcp: the replica is synced, goes offline while MIB MiB of chunk writes land, and comes
+// back (a backlog caught up from the log); first: a new replica's first copy of the same store;
+// plain: a copy of a classic-level snapshot into a fresh directory.
+// Prints one JSON line: { bytes, seconds, rssMiB, ... } for the copy phase alone.
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -43,18 +46,20 @@ const resetPeak = (): number => {
 }
 const MiB = (n: number): number => n / 2 ** 20
 
-// An adapter that is unreachable until `online` is set.
+// An adapter that is unreachable while `online` is false.
 class Switchable implements ReplicaAdapter {
   readonly name = 'replica'
   readonly options = { retryMinDelay: 10, retryMaxDelay: 20 }
-  online = false
-  constructor (readonly inner: ReplicaAdapter) {}
+  constructor (readonly inner: ReplicaAdapter, public online: boolean) {}
   async hello (): Promise<ReplicaHello> {
     if (!this.online) throw new Error('offline')
     return await this.inner.hello()
   }
 
-  async apply (part: BatchPart, received?: () => void): Promise<PartAck> { return await this.inner.apply(part, received) }
+  async apply (part: BatchPart, received?: () => void): Promise<PartAck> {
+    if (!this.online) throw new Error('offline')
+    return await this.inner.apply(part, received)
+  }
   async close (): Promise<void> { await this.inner.close() }
 }
 
@@ -70,7 +75,7 @@ async function writeDevice (db: ClassicLevel<Buffer, Buffer> | MirrorLevel<Buffe
   await dev.close()
 }
 
-if (kind === 'mirror' || kind === 'tcp') {
+if (kind === 'mirror' || kind === 'tcp' || kind === 'first') {
   // 'tcp': the replica is served by a MirrorServer in this process, reached over loopback TCP.
   const key = 'catch-up-benchmark-key'
   let server: MirrorServer | null = null
@@ -82,12 +87,22 @@ if (kind === 'mirror' || kind === 'tcp') {
   } else {
     inner = new LevelReplica(new ClassicLevel(join(dir, 'mirror-replica')))
   }
-  const adapter = new Switchable(inner)
+  // A backlog: the replica holds the empty store, then is offline while the writes land.
+  const backlog = kind !== 'first'
+  const adapter = new Switchable(inner, backlog)
   const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(join(dir, 'mirror-primary')), { replicas: [adapter], keyEncoding: 'buffer', valueEncoding: 'buffer' })
   await db.open()
+  if (backlog) {
+    await db.replicated()
+    adapter.online = false
+  }
   await writeDevice(db)
   let bytes = 0
-  db.on('replica-batch', (e: { bytes: number }) => { bytes += e.bytes })
+  let full = false
+  db.on('replica-batch', (e: { bytes: number, full: boolean }) => {
+    bytes += e.bytes
+    full ||= e.full
+  })
   const base = resetPeak()
   const t0 = performance.now()
   adapter.online = true
@@ -96,6 +111,7 @@ if (kind === 'mirror' || kind === 'tcp') {
   clearInterval(sample)
   await db.close()
   await server?.close()
+  if (full !== !backlog) throw new Error(backlog ? 'the backlog went out as a full copy' : 'the first copy was not a full copy')
   console.log(JSON.stringify({ bytes, seconds, rssMiB: MiB(peak), baseMiB: MiB(base), anonMiB: MiB(peakAnon), baseAnonMiB: MiB(baseAnon), fileMiB: MiB(peakFile) }))
 } else {
   const src = new ClassicLevel<Buffer, Buffer>(join(dir, 'plain-source'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
