@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { MemoryLevel } from 'memory-level'
 import { ClassicLevel } from 'classic-level'
@@ -395,6 +396,56 @@ describe('catch-up steps', () => {
     expect(await planSteps(source, 3, 5, 1)).toEqual([4, 5])
     await (snapshot as { close: () => Promise<void> }).close()
     await db.close()
+  })
+
+  it('with a key set smaller than the backlog, still cuts it into valid steps, in rounds', async () => {
+    const { planSteps } = await import('../lib/replication/batch-builder')
+    {
+      // Eight distinct keys, three at a time: the plan goes on past the first window of keys
+      // (it used to fall back to one step for the whole backlog, journaled on the replica).
+      const inner = new MemoryLevel()
+      const db = new MirrorLevel(inner)
+      for (const k of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) await db.put(k, 'v')
+      const snapshot = (inner as never as { snapshot: () => never }).snapshot()
+      expect(await planSteps({ db: inner as never, snapshot }, 0, 8, 2, { maxKeys: 3, maxBytes: 1 << 20 })).toEqual([2, 3, 5, 6, 8])
+      await (snapshot as { close: () => Promise<void> }).close()
+      await db.close()
+    }
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.array(fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'), { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 40 }),
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 1, max: 10 }),
+      async (records, stepKeys, maxKeys) => {
+        const inner = new MemoryLevel()
+        const db = new MirrorLevel(inner)
+        for (const keys of records) await db.batch(keys.map((key) => ({ type: 'put' as const, key, value: 'v' }))) // seqs 1..n
+        const to = records.length
+        const snapshot = (inner as never as { snapshot: () => never }).snapshot()
+        const source = { db: inner as never, snapshot }
+        try {
+          for (const from of new Set([0, Math.floor(to / 2)])) {
+            if (from >= to) continue
+            const steps = await planSteps(source, from, to, stepKeys, { maxKeys, maxBytes: 1 << 20 })
+            const unbounded = await planSteps(source, from, to, stepKeys)
+            for (const plan of [steps, unbounded]) {
+              expect(plan[plan.length - 1]).toBe(to)
+              for (let i = 0; i < plan.length; i++) {
+                const m = plan[i]
+                expect(m).toBeGreaterThan(i === 0 ? from : plan[i - 1])
+                // A valid cut: no key changed in (from, m] changes again in (m, to].
+                const after = new Set(records.slice(m, to).flat())
+                for (const key of records.slice(from, m).flat()) expect(after.has(key), `cut at ${m} of ${JSON.stringify(records)}`).toBe(false)
+              }
+            }
+            // Bounds that hold the backlog's distinct keys plan exactly what ample bounds plan.
+            if (new Set(records.slice(from).flat()).size <= maxKeys) expect(steps).toEqual(unbounded)
+          }
+        } finally {
+          await (snapshot as { close: () => Promise<void> }).close()
+          await db.close()
+        }
+      }
+    ), { numRuns: 150 })
   })
 })
 

@@ -41,40 +41,76 @@ export async function logCovers (source: SnapshotSource, watermark: number, to: 
  * `m` is then its value at `m`, so `(from, m]` is a real state of the primary read from the same
  * snapshot, and a long backlog goes out as a chain of small batches (each applied atomically in one
  * step on the replica) instead of one huge journaled one. Cuts are made once a step names about
- * `stepKeys` keys. Returns the ends of the steps, the last being `to`; just `[to]` when the backlog
- * has more distinct keys than the bounded key set holds.
+ * `stepKeys` keys. Returns the ends of the steps, the last being `to`.
+ *
+ * Memory stays within the key-set bounds whatever the backlog: the cuts are found in rounds, each
+ * over the keys of as many records as fit the bounds, and the next round starts at the last cut.
+ * Only a window in which no cut exists (a key changed at its start changes again past its end)
+ * ends the plan with one step to `to`.
  */
-export async function planSteps (source: SnapshotSource, from: number, to: number, stepKeys: number): Promise<number[]> {
-  // Pass 1: the last record that names each key.
+export async function planSteps (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds = KEY_SET_BOUNDS): Promise<number[]> {
+  const steps: number[] = []
+  let start = from
+  while (start < to) {
+    const cuts = await planRound(source, start, to, stepKeys, bounds)
+    if (cuts.length === 0) break
+    steps.push(...cuts)
+    start = cuts[cuts.length - 1]
+  }
+  if (steps.length === 0 || steps[steps.length - 1] < to) steps.push(to)
+  return steps
+}
+
+/** Bounds on the distinct keys a catch-up holds at once (`planSteps`, `changedOps`). */
+export interface KeySetBounds {
+  maxKeys: number
+  maxBytes: number
+}
+
+// The cuts in `(start, to]` that the keys of a window of records prove: the records from `start`
+// whose keys fit the bounds. Their last change anywhere up to `to` is known, so a cut inside the
+// window is checked against the whole backlog. Ends with `to` when the window reaches it.
+async function planRound (source: SnapshotSource, start: number, to: number, stepKeys: number, bounds: KeySetBounds): Promise<number[]> {
+  // Pass 1: the window, and the last record up to `to` that names each of its keys.
   const last = new Map<string, number>()
   let bytes = 0
-  for await (const record of readRecords(source, from, to)) {
+  let windowEnd = to
+  let full = false
+  let previous = start
+  for await (const record of readRecords(source, start, to)) {
     for (const key of record.keys ?? []) {
       const id = key.toString('latin1')
-      if (!last.has(id)) {
-        bytes += key.length + 64
-        if (last.size >= KEY_SET_MAX_KEYS || bytes >= KEY_SET_MAX_BYTES) return [to]
+      if (last.has(id)) {
+        last.set(id, record.to)
+      } else if (!full) {
+        if (last.size >= bounds.maxKeys || bytes + key.length + 64 > bounds.maxBytes) {
+          // This record does not fit: the window ends before it; from here on only the window's keys count.
+          full = true
+          windowEnd = previous
+        } else {
+          bytes += key.length + 64
+          last.set(id, record.to)
+        }
       }
-      last.set(id, record.to)
     }
+    previous = record.to
   }
   // Pass 2: cut where every key seen so far has had its last change.
-  const steps: number[] = []
+  const cuts: number[] = []
   let reach = 0
   let keys = 0
-  for await (const record of readRecords(source, from, to)) {
+  for await (const record of readRecords(source, start, windowEnd)) {
     for (const key of record.keys ?? []) {
       const at = last.get(key.toString('latin1'))!
       if (at > reach) reach = at
     }
     keys += record.keys?.length ?? 0
-    if (keys >= stepKeys && record.to >= reach && record.to < to) {
-      steps.push(record.to)
+    if (record.to >= reach && (record.to === windowEnd || (keys >= stepKeys && record.to < to))) {
+      cuts.push(record.to)
       keys = 0
     }
   }
-  steps.push(to)
-  return steps
+  return cuts
 }
 
 /** What an op costs in a part: its key and value, and about what its encoding adds. */
@@ -131,8 +167,7 @@ export class PartBuffer {
 
 // The distinct keys of a batch are collected up to these bounds before values are read; past
 // them (a huge backlog) the set is shipped and started afresh, so memory stays bounded.
-const KEY_SET_MAX_KEYS = 262_144
-const KEY_SET_MAX_BYTES = 16 * 1024 * 1024
+const KEY_SET_BOUNDS: KeySetBounds = { maxKeys: 262_144, maxBytes: 16 * 1024 * 1024 }
 
 /**
  * Ops for the keys changed in `(after, to]`: every key the log names there, once, with its value
@@ -164,7 +199,7 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     if (keys.has(id)) return
     keys.set(id, key)
     keyBytes += key.length + 64
-    if (keys.size >= KEY_SET_MAX_KEYS || keyBytes >= KEY_SET_MAX_BYTES) yield * flush()
+    if (keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes) yield * flush()
   }
   // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
   for (const key of also) yield * add(key)
