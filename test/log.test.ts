@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { MemoryLevel } from 'memory-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
+import { LevelReplica } from '../adapters/level'
 import { inspectLog } from './helpers'
+import { serialize } from './replication-helpers'
 
 // For every seq w the log still reaches, the records ending after w must name every key written
 // after w (or say "any key"): that is what lets a replica at w catch up incrementally.
@@ -98,6 +100,48 @@ describe('log compaction', () => {
         await db.close()
       }
     ), { numRuns: 60 })
+  })
+
+  it('truncation as replicas apply keeps the log complete and its size exact, with compaction and reopens (fast-check)', async () => {
+    // Truncation deletes the records this open wrote without reading them back (their sizes are
+    // kept in memory); compaction, a reopen or a failed commit makes it read the log instead.
+    await fc.assert(fc.asyncProperty(
+      fc.constantFrom(1024, 4096, 1 << 20),
+      fc.array(fc.record({ seqs: fc.integer({ min: 1, max: 1500 }), keys: fc.integer({ min: 1, max: 400 }), reopen: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 0, max: 3 }),
+      async (budget, rounds, maxDelay) => {
+        const inner = new MemoryLevel()
+        const replica = new MemoryLevel()
+        const open = () => new MirrorLevel(inner, { logBudget: budget, replicas: [new LevelReplica(replica as never, { maxDelay })] })
+        let db = open()
+        await db.open()
+        const writes: Array<{ seq: number, keys: string[] }> = []
+        let n = 0
+        for (const round of rounds) {
+          for (let i = 0; i < round.seqs; i++) {
+            const key = `k${(n++ * 7919) % round.keys}`
+            await db.put(key, String(n))
+            writes.push({ seq: db.head!.seq, keys: [key] })
+          }
+          await db.replicated()
+          if (round.reopen) {
+            await db.close()
+            db = open()
+            await db.open()
+          }
+        }
+        await db.put('end', 'x')
+        writes.push({ seq: db.head!.seq, keys: ['end'] })
+        await db.replicated()
+        await db.close()
+        await inner.open()
+        await replica.open()
+        const { head, records, bytes } = await inspectLog(inner as never)
+        expect(bytes).toBe(head.logBytes)
+        checkCoverage(records, writes, head.seq)
+        expect(await serialize(replica as never)).toBe(await serialize(inner as never))
+      }
+    ), { numRuns: 12 })
   })
 
   it('resumes compaction of an over-budget log on open', async () => {

@@ -28,8 +28,11 @@ export interface PipelineOptions {
   maxGroupOps: number
   /** ... or this many bytes of keys and values. */
   maxGroupBytes: number
-  /** Called after every commit, in seq order, with the user ops it wrote and their bytes of keys and values. */
-  onCommit: (seq: number, head: Head, bytes: number, ops: InnerOp[]) => void
+  /**
+   * Called after every commit, in seq order, with the user ops it wrote, their bytes of keys and
+   * values, and the bytes of the log record it wrote (key and value).
+   */
+  onCommit: (seq: number, head: Head, bytes: number, ops: InnerOp[], recordBytes: number) => void
 }
 
 /**
@@ -208,7 +211,8 @@ export class Pipeline {
     }
     const recordKey = logKey(seq)
     const record = encodeRecord(from, keys)
-    const head = { seq, logBytes: this.head.logBytes + recordKey.length + record.length }
+    const recordBytes = recordKey.length + record.length
+    const head = { seq, logBytes: this.head.logBytes + recordBytes }
     const prelude = this.#prelude
     const ops = user.slice()
     if (prelude !== null) ops.push(...prelude.ops)
@@ -228,7 +232,7 @@ export class Pipeline {
       this.#prelude = null
       prelude.committed()
     }
-    this.#options.onCommit(seq, head, bytes, user)
+    this.#options.onCommit(seq, head, bytes, user, recordBytes)
     return seq
   }
 }

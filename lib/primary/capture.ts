@@ -9,15 +9,17 @@ const OWN_BUFFER = SLAB_BYTES / 4
 
 /** Copies of `ops`' keys and values, taken now: the caller may reuse its Buffers as soon as the call returns. */
 export function captureOps (ops: ReadonlyArray<{ type: 'put', key: Uint8Array, value: Uint8Array } | { type: 'del', key: Uint8Array }>): InnerOp[] {
+  // What is left to copy into slabs: buffers over OWN_BUFFER get their own and do not count.
   let left = 0
-  for (const op of ops) left += op.key.length + (op.type === 'put' ? op.value.length : 0)
+  const add = (b: Uint8Array): void => { if (b.length <= OWN_BUFFER) left += b.length }
+  for (const op of ops) {
+    add(op.key)
+    if (op.type === 'put') add(op.value)
+  }
   let slab = Buffer.alloc(0)
   let at = 0
   const copy = (b: Uint8Array): Buffer => {
-    if (b.length > OWN_BUFFER) {
-      left -= b.length
-      return Buffer.from(b)
-    }
+    if (b.length > OWN_BUFFER) return Buffer.from(b)
     if (at + b.length > slab.length) {
       slab = Buffer.allocUnsafeSlow(Math.min(SLAB_BYTES, left))
       at = 0

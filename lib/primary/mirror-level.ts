@@ -16,6 +16,7 @@ import { decodeOrigin, encodeOrigin, newOrigin, type Origin } from '../origin'
 import { MirrorSnapshot } from './mirror-snapshot'
 import { describe, knownOptions, nonNegativeInteger } from '../options'
 import { Pipeline, type MaintenanceStep } from '../log/pipeline'
+import { SessionRecords } from '../log/session-records'
 
 const ORIGIN_KEY = metaKeys.origin
 const HISTORY_KEY = metaKeys.history
@@ -60,6 +61,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   #truncateTo = 0
   // Records ending at or before this seq are deleted: log maintenance reads after it.
   #truncatedThrough = -1
+  #records: SessionRecords | null = null
   #history: HistoryEntry[] = []
   #replication: Replication | null = null
 
@@ -133,7 +135,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const pipeline = new Pipeline(this.#inner, stored, {
       maxGroupOps: this.#options.maxGroupOps,
       maxGroupBytes: this.#options.maxGroupBytes,
-      onCommit: (seq, h, bytes, ops) => {
+      onCommit: (seq, h, bytes, ops, recordBytes) => {
+        this.#records?.committed(seq, recordBytes)
         this.#afterCommit(h.logBytes)
         this.#replication?.onCommit(seq, bytes, ops)
       }
@@ -148,6 +151,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     }
     this.#truncateTo = 0
     this.#truncatedThrough = -1
+    this.#records = new SessionRecords(stored.seq + 1)
     if (stored.logBytes > this.#options.logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
       inner: this.#inner,
@@ -249,7 +253,9 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     const tookOver = this.#origin?.promoted?.seq ?? this.#origin?.restored?.seq ?? Infinity
     this.#truncateTo = Math.max(this.#truncateTo, Math.min(seq, tookOver))
     this.#maintain('truncation', async (head) => {
-      const step = await truncationStep(this.#inner, head, this.#truncatedThrough, this.#truncateTo, 10_000)
+      // Records this open wrote are deleted without reading them back; older ones are read.
+      const known = this.#records?.truncation(head.logBytes, this.#truncatedThrough, this.#truncateTo, 10_000)
+      const step = known !== undefined ? known : await truncationStep(this.#inner, head, this.#truncatedThrough, this.#truncateTo, 10_000)
       if (step !== null) this.#truncatedThrough = step.through
       return step
     })
@@ -262,7 +268,10 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       if (head.logBytes <= this.#options.logBudget) return null
       const step = await compactionStep(this.#inner, head, { budget: this.#options.logBudget, maxRecordsPerStep: 10_000, after: this.#truncatedThrough })
       // A step that cannot shrink the log would repeat forever.
-      return step !== null && step.logBytes < head.logBytes ? step : null
+      if (step === null || step.logBytes >= head.logBytes) return null
+      // It rewrites records: their sizes as this open wrote them no longer hold.
+      this.#records?.forget()
+      return step
     })
   }
 

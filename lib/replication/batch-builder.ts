@@ -45,8 +45,8 @@ export async function logCovers (source: SnapshotSource, watermark: number, to: 
  *
  * Memory stays within the key-set bounds whatever the backlog: the cuts are found in rounds, each
  * over the keys of as many records as fit the bounds, and the next round starts at the last cut.
- * Only a window in which no cut exists (a key changed at its start changes again past its end)
- * ends the plan with one step to `to`.
+ * Only a window in which no cut exists at all (a key changed at its start changes again past its
+ * end) ends the plan with one step to `to`.
  */
 export async function planSteps (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds = KEY_SET_BOUNDS): Promise<number[]> {
   const steps: number[] = []
@@ -99,17 +99,23 @@ async function planRound (source: SnapshotSource, start: number, to: number, ste
   const cuts: number[] = []
   let reach = 0
   let keys = 0
+  let lastValid = start
   for await (const record of readRecords(source, start, windowEnd)) {
     for (const key of record.keys ?? []) {
       const at = last.get(key.toString('latin1'))!
       if (at > reach) reach = at
     }
     keys += record.keys?.length ?? 0
-    if (record.to >= reach && (record.to === windowEnd || (keys >= stepKeys && record.to < to))) {
+    if (record.to < reach) continue
+    lastValid = record.to
+    if (record.to === windowEnd || (keys >= stepKeys && record.to < to)) {
       cuts.push(record.to)
       keys = 0
     }
   }
+  // The window ended short of a step's worth of keys past its last cut: cut at the last place
+  // that allows it rather than give up on the rest of the backlog.
+  if (lastValid > (cuts.length > 0 ? cuts[cuts.length - 1] : start)) cuts.push(lastValid)
   return cuts
 }
 

@@ -257,12 +257,13 @@ export class Replication {
     if (drop > 1) this.#commits.splice(0, drop - 1) // keep one: the cumulative bytes at `need`
     // Truncating is log maintenance in the write pipeline: done when it is worth it (enough
     // records, or a while since the last time), not after every batch.
-    if (need <= this.#truncatedTo) return
+    // Closing (or closed, with a replicator settling late): the next open truncates what is due.
+    if (need <= this.#truncatedTo || this.#closing) return
     if (need - this.#truncatedTo >= TRUNCATE_SEQS || Date.now() - this.#truncatedAt >= TRUNCATE_MS) {
       this.#truncatedTo = need
       this.#truncatedAt = Date.now()
       this.#host.truncate(need)
-    } else if (this.#truncateTimer === null && !this.#closing) {
+    } else if (this.#truncateTimer === null) {
       // Not worth it yet: look again in a while, even if nothing else happens meanwhile.
       this.#truncateTimer = setTimeout(() => {
         this.#truncateTimer = null
