@@ -70,7 +70,7 @@ interface Waiter {
 }
 
 const MAX_COMMITS = 100_000
-const TAIL_BYTES = 4 * 1024 * 1024
+const TAIL_BYTES = 16 * 1024 * 1024
 const TRUNCATE_SEQS = 1024
 const TRUNCATE_MS = 2000
 
