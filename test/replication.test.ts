@@ -167,6 +167,48 @@ describe('replication', () => {
   })
 })
 
+describe('status after a reopen and a reconnect', () => {
+  it('a replica behind the open shows a lag of at least the time since the open, and its error clears once it is reached', async () => {
+    const inner = new MemoryLevel()
+    const replicaDb = new MemoryLevel()
+    // Down until `up` is set, like a server that is not running.
+    let up = false
+    const level = new LevelReplica(replicaDb as never, { maxDelay: 0 })
+    const adapter = {
+      name: 'switch',
+      options: { retryMinDelay: 5, retryMaxDelay: 10, maxDelay: 0 },
+      hello: async () => { if (!up) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }); return await level.hello() },
+      apply: async (part: never, received?: () => void) => await level.apply(part, received),
+      close: async () => await level.close()
+    }
+    let db = new MirrorLevel(inner, { replicas: [adapter as never] })
+    up = true
+    await db.put('first', '1')
+    await db.replicated()
+    up = false
+    await db.close()
+    db = new MirrorLevel(inner, { replicas: [adapter as never] })
+    await db.open()
+    for (let i = 0; i < 100; i++) await db.put(`k${i}`, 'v')
+    await db.close()
+    db = new MirrorLevel(inner, { replicas: [adapter as never] })
+    await db.open()
+    await sleep(30)
+    const behind = db.mirrorStatus().replicas[0]
+    expect(behind.lag.seqs).toBeGreaterThanOrEqual(100)
+    expect(behind.lag.ms).toBeGreaterThanOrEqual(25) // 0 before: the writes were made before this open
+    expect(behind.errorCode).not.toBeNull()
+    // Reached again: the old error goes at once, not only when it is idle.
+    const states: Array<[string, string | null]> = []
+    db.on('replica-batch', () => { const s = db.mirrorStatus().replicas[0]; states.push([s.state, s.errorCode]) })
+    up = true
+    await db.replicated()
+    expect(states.length).toBeGreaterThan(0)
+    for (const [, code] of states) expect(code).toBeNull()
+    await db.close()
+  })
+})
+
 describe('modes', () => {
   async function setup (mode: 'async' | 'memsync' | 'fullsync', extra: Record<string, unknown> = {}) {
     const rdb = new MemoryLevel()

@@ -143,6 +143,8 @@ export class Replicator {
         const hello = await this.adapter.hello()
         if (this.#aborted || (this.#closing && hello.watermark >= this.#host.head())) break
         this.#accept(hello)
+        // Reached and accepted: why it was down no longer holds.
+        this.lastError = null
         this.#setState(this.watermark < this.#host.head() || !this.consistent ? 'streaming' : 'idle')
         let resume = hello.pending
         while (true) {
