@@ -50,11 +50,14 @@ export function checkStoreDir (dir: string): void {
 export function explain (err: Error & { code?: string, cause?: unknown }): string {
   let message = err.code !== undefined ? `${err.message} (${err.code})` : err.message
   let cause = err.cause as (Error & { code?: string, cause?: unknown }) | undefined
+  let locked = err.code === 'LEVEL_LOCKED'
   while (cause instanceof Error) {
     message += `: ${cause.message}${cause.code !== undefined ? ` (${cause.code})` : ''}`
+    locked ||= cause.code === 'LEVEL_LOCKED'
     cause = cause.cause as typeof cause
   }
-  return message
+  // As status, recover and promote say it: LevelDB's own words name only the LOCK file.
+  return locked ? `a store is in use by another process (a primary, a replica server or another program has it open): ${message}` : message
 }
 
 /** Runs `fn` on a closed store, turning a failed open into what it means (in use, not a database). */

@@ -54,6 +54,41 @@ describe('a failed open closes what it opened and keeps the cause', () => {
     }
   })
 
+  it('a directory another process (or db) holds: the cause is LEVEL_LOCKED, as for the bare store; a server says the resource is in use', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const first = new MirrorLevel(new ClassicLevel(`${dir}/p`))
+      await first.put('k', 'v')
+      const err = await new MirrorLevel(new ClassicLevel(`${dir}/p`)).open().catch((e) => e)
+      expect(err.code).toBe('LEVEL_DATABASE_NOT_OPEN')
+      expect(err.cause.code).toBe('LEVEL_LOCKED') // was one more "failed to open" in between
+      expect(await first.get('k')).toBe('v')
+      await first.close()
+
+      // Two servers on one --dir: the second cannot open a resource the first holds, and says why.
+      const KEY = 'lock-test-key-0123456789abcdef'
+      const { MirrorServer } = await import('../lib/net/server')
+      const { TcpReplica } = await import('../adapters/tcp')
+      const a = new MirrorServer({ dir: `${dir}/served`, key: KEY, port: 0 })
+      const b = new MirrorServer({ dir: `${dir}/served`, key: KEY, port: 0 })
+      const pa = (await a.listen()).port
+      const pb = (await b.listen()).port
+      const one = new MirrorLevel(new MemoryLevel(), { replicas: [new TcpReplica({ port: pa, resource: 'r', key: KEY })] })
+      await one.put('x', '1')
+      await one.replicated()
+      const two = new MirrorLevel(new MemoryLevel(), { replicas: [new TcpReplica({ port: pb, resource: 'r', key: KEY, retryMinDelay: 10, retryMaxDelay: 20 })] })
+      await two.open()
+      await until(() => two.mirrorStatus().replicas[0].errorCode !== null)
+      const status = two.mirrorStatus().replicas[0]
+      expect(status.errorCode).toBe('MIRROR_BUSY')
+      expect(status.error).toMatch(/in use by another process/)
+      await Promise.all([one.close(), two.close()])
+      await Promise.all([a.close(), b.close()])
+    } finally {
+      cleanup()
+    }
+  })
+
   it('a replica state with a non-numeric watermark is refused as corrupt', async () => {
     const { Packr } = await import('msgpackr')
     const rdb = new MemoryLevel<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' })

@@ -147,7 +147,14 @@ export class MirrorServer {
       const path = join(this.#options.dir, name)
       if (!create && !existsSync(path)) throw new MirrorError(`this server has no resource '${name}'`, codes.WRONG_ROLE)
       const engine = new ReplicaEngine(await this.#options.openDb(path, { create }), { memory: this.#applying })
-      await engine.open()
+      try {
+        await engine.open()
+      } catch (err) {
+        if (isLocked(err)) {
+          throw new MirrorError(`resource '${name}' is in use by another process (another mirror-level serve on the same --dir, or a program that opened ${path})`, codes.BUSY, { cause: err })
+        }
+        throw err
+      }
       return engine
     })
     const onSocket = (socket: Socket): void => this.#accept(socket)
@@ -253,4 +260,13 @@ export class MirrorServer {
     }
     return out
   }
+}
+
+// LevelDB's lock on the directory is held by someone else (classic-level: LEVEL_LOCKED, under the
+// LEVEL_DATABASE_NOT_OPEN that open() throws).
+function isLocked (err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if ((e as { code?: string }).code === 'LEVEL_LOCKED') return true
+  }
+  return false
 }

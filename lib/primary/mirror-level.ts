@@ -102,7 +102,14 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       }
     }
     for (const adapter of this.#options.adapters) owners.set(adapter, this)
-    await this.#inner.open()
+    try {
+      await this.#inner.open()
+    } catch (err) {
+      // abstract-level wraps what we throw in its own "failed to open": pass on the inner db's
+      // reason (LEVEL_LOCKED: another process has the directory), as the bare store would show it.
+      const cause = (err as { code?: string, cause?: unknown }).cause
+      throw (err as { code?: string }).code === 'LEVEL_DATABASE_NOT_OPEN' && cause instanceof Error ? cause : err
+    }
     try {
       await this.#load()
     } catch (err) {
