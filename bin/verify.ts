@@ -5,7 +5,8 @@ import { LevelReplica } from '../adapters/level'
 import { TcpReplica } from '../adapters/tcp'
 import { MirrorLevel } from '../lib/primary/mirror-level'
 import type { VerifyProgress, VerifyReport } from '../lib/replication/verifier'
-import { UsageError, checkStoreDir, keyFile, readFile } from './cli'
+import { UsageError, checkStoreDir, keyFile, readFile, withClosedStore } from './cli'
+import { inspectStore } from '../lib/replica/inspect'
 import { hostPort } from './remote'
 
 export const verifyUsage = `mirror-level verify PRIMARY REPLICA [--repair] [--json]
@@ -40,7 +41,7 @@ export async function verifyCommand (argv: string[]): Promise<void> {
   if (positionals.length !== (remote === undefined ? 2 : 1)) throw new UsageError(remote === undefined ? 'verify needs PRIMARY and REPLICA directories' : 'verify --remote needs one PRIMARY directory')
   let replica
   if (remote !== undefined) {
-    const m = /^(.*)\/([^/]+)$/.exec(remote)
+    const m = /^([^/]*)\/(.+)$/.exec(remote)
     if (m === null) throw new UsageError(`--remote needs HOST:PORT/RESOURCE, got '${remote}'`)
     const { host, port } = hostPort(m[1])
     replica = new TcpReplica({ host, port, resource: m[2], key: keyFile(values['key-file'], 'verify --remote'), name: remote, create: false, tls: values['tls-ca'] !== undefined ? { ca: readFile(values['tls-ca'], 'CA certificate') } : undefined })
@@ -49,6 +50,10 @@ export async function verifyCommand (argv: string[]): Promise<void> {
     replica = new LevelReplica(new ClassicLevel<string, string>(positionals[1], { createIfMissing: false }), { name: positionals[1] })
   }
   checkStoreDir(positionals[0])
+  // Opening a store as MirrorLevel wraps it: a plain store (never a primary, so no replica can be
+  // its copy) would come out of a failed verify as a primary.
+  const { role } = await withClosedStore(positionals[0], (store) => inspectStore(store))
+  if (role === 'plain') throw new Error(`${positionals[0]} is not a mirror-level primary (no MirrorLevel ever wrapped it): there is nothing its replica could be a copy of`)
   const db = new MirrorLevel(new ClassicLevel<string, string>(positionals[0], { createIfMissing: false }), { replicas: [replica] })
   const tty = process.stderr.isTTY === true
   const onProgress = (p: VerifyProgress): void => {

@@ -307,6 +307,15 @@ describe('mirror-level verify', () => {
     expect(run.stdout).toMatch(/repaired: 1 keys/)
     expect((await runCli(['verify', primaryDir, replicaDir])).code).toBe(0)
     expect((await runCli(['verify', primaryDir])).code).toBe(2)
+    // A plain store is no primary: refused, and left plain (it came out of a failed verify wrapped).
+    const plainDir = join(tmp.dir, 'plain')
+    const plain = new ClassicLevel(plainDir)
+    await plain.put('k', 'v')
+    await plain.close()
+    run = await runCli(['verify', plainDir, replicaDir])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toMatch(/is not a mirror-level primary/)
+    expect(JSON.parse((await runCli(['status', plainDir, '--json'])).stdout).role).toBe('plain')
     // a misspelt remote resource is not created and "verified": it is an error
     const { writeFileSync, existsSync } = await import('node:fs')
     const key = 'verify-cli-test-key-0123456789ab'
