@@ -158,7 +158,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     }
     this.#truncateTo = 0
     this.#truncatedThrough = -1
-    this.#records = new SessionRecords(stored.seq + 1)
+    // Only replicas truncate the log: without them the sizes would be kept for nothing.
+    this.#records = this.#options.adapters.length > 0 ? new SessionRecords(stored.seq + 1) : null
     if (stored.logBytes > this.#options.logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
       inner: this.#inner,
