@@ -3,7 +3,7 @@ import { mkdir, readdir } from 'node:fs/promises'
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
-import { MirrorError, codes } from '../errors'
+import { MirrorError, codes, telling } from '../errors'
 import type { InnerDb } from '../inner'
 import { atLeast, describe, positiveInteger } from '../options'
 import { MemoryBudget } from '../memory-budget'
@@ -150,7 +150,7 @@ export class MirrorServer {
       try {
         await engine.open()
       } catch (err) {
-        if (isLocked(err)) {
+        if (telling(err) === 'LEVEL_LOCKED') {
           throw new MirrorError(`resource '${name}' is in use by another process (another mirror-level serve on the same --dir, or a program that opened ${path})`, codes.BUSY, { cause: err })
         }
         throw err
@@ -260,13 +260,4 @@ export class MirrorServer {
     }
     return out
   }
-}
-
-// LevelDB's lock on the directory is held by someone else (classic-level: LEVEL_LOCKED, under the
-// LEVEL_DATABASE_NOT_OPEN that open() throws).
-function isLocked (err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if ((e as { code?: string }).code === 'LEVEL_LOCKED') return true
-  }
-  return false
 }
