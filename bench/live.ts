@@ -15,20 +15,20 @@ import type { ReplicaAdapter } from '../lib/adapter'
 import { benchDir, fmt, rotate, timedCpu, type MeasuredCpu, type Result } from './harness'
 import { serve } from './remote'
 
-type Work = (db: MirrorLevel<Buffer, Buffer>, keys: Buffer[]) => Promise<number>
+type Work = (db: MirrorLevel<Buffer, Buffer>, keys: Buffer[], writes: number) => Promise<number>
 
-// 20 000 writes of 1 KiB over 5 000 keys, as a busy app would make them.
-const WRITES = 20_000
+// Writes of 1 KiB over 5 000 keys, as a busy app would make them; a round takes about a second
+// either way (fewer rounds, or shorter ones, moved the CPU ratio by +-0.15 between runs).
 const value = randomBytes(1024)
-const workloads: Array<[string, Work]> = [
-  ['1 KiB puts, one at a time, each awaited', async (db, keys) => {
-    for (let i = 0; i < WRITES; i++) await db.put(keys[i % keys.length], value)
-    return WRITES
+const workloads: Array<[string, number, Work]> = [
+  ['1 KiB puts, one at a time, each awaited', 20_000, async (db, keys, writes) => {
+    for (let i = 0; i < writes; i++) await db.put(keys[i % keys.length], value)
+    return writes
   }],
-  ['64 concurrent 1 KiB puts', async (db, keys) => {
+  ['64 concurrent 1 KiB puts', 100_000, async (db, keys, writes) => {
     let next = 0
-    await Promise.all(Array.from({ length: 64 }, async () => { while (next < WRITES) await db.put(keys[next++ % keys.length], value) }))
-    return WRITES
+    await Promise.all(Array.from({ length: 64 }, async () => { while (next < writes) await db.put(keys[next++ % keys.length], value) }))
+    return writes
   }]
 ]
 
@@ -41,7 +41,7 @@ export async function liveMirroring (rounds = 6): Promise<Result[]> {
   const keys = Array.from({ length: 5000 }, (_, i) => Buffer.from(`key-${String(i).padStart(6, '0')}`))
   const results: Result[] = []
   try {
-    for (const [title, work] of workloads) {
+    for (const [title, writes, work] of workloads) {
       const untilHeld: number[][] = [[], [], []]
       const side = (i: number, name: string, replica: (path: string, r: number) => ReplicaAdapter | null) => ({
         name,
@@ -51,7 +51,7 @@ export async function liveMirroring (rounds = 6): Promise<Result[]> {
           const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(path), { keyEncoding: 'buffer', valueEncoding: 'buffer', replicas: adapter === null ? [] : [adapter] })
           await db.open()
           if (adapter !== null) await db.replicated()
-          const m = await timedCpu(() => work(db, keys))
+          const m = await timedCpu(() => work(db, keys, writes))
           const t = performance.now()
           if (adapter !== null) await db.replicated({ timeout: 120_000 })
           untilHeld[i].push(m.seconds + (performance.now() - t) / 1000)
@@ -64,9 +64,9 @@ export async function liveMirroring (rounds = 6): Promise<Result[]> {
         side(1, 'level', (path) => new LevelReplica(new ClassicLevel(`${path}-replica`))),
         side(2, 'tcp', (path, r) => new TcpReplica({ port: server.port, resource: `r-${title.length}-${r}`, key }))
       ], rounds)
-      const held = (i: number): number => WRITES * untilHeld[i].length / untilHeld[i].reduce((a, b) => a + b, 0)
+      const held = (i: number): number => writes * untilHeld[i].length / untilHeld[i].reduce((a, b) => a + b, 0)
       const us = (x: number): string => `${(x * 1e6).toFixed(1)} µs`
-      console.log(`Live mirroring, ${title} (${WRITES} writes over ${keys.length} keys, ${rounds} rounds each)
+      console.log(`Live mirroring, ${title} (${writes} writes over ${keys.length} keys, ${rounds} rounds each)
                                    puts/s    replica holds all   primary CPU per write
   MirrorLevel, no replica        ${fmt(alone.rate).padStart(8)}                      ${us(alone.cpuPerUnit)}
   + LevelReplica (same process)  ${fmt(level.rate).padStart(8)}    ${fmt(held(1)).padStart(8)} puts/s      ${us(level.cpuPerUnit)} (${(level.cpuPerUnit / alone.cpuPerUnit).toFixed(2)}x, includes the replica's own work)

@@ -6,6 +6,7 @@ import { MirrorError, codes } from '../errors'
 import {
   DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, checkHello, encodeFrame, proof, proofMatches, type Message
 } from './protocol'
+import { encodePartFrame } from './part-frame'
 
 /** Where a server is and how to talk to it (TcpReplica's options; restore and status use them too). */
 export interface LinkOptions {
@@ -180,9 +181,19 @@ export class Link {
 
   #write (m: Message): void {
     if (this.dead) return
-    const frame = encodeFrame(m)
-    this.traffic.sent += frame.length
-    this.#socket.write(frame)
+    if (m.t !== 'part') {
+      const frame = encodeFrame(m)
+      this.traffic.sent += frame.length
+      this.#socket.write(frame)
+      return
+    }
+    // One writev for the frame's chunks.
+    this.#socket.cork()
+    for (const chunk of encodePartFrame(m as Parameters<typeof encodePartFrame>[0])) {
+      this.traffic.sent += chunk.length
+      this.#socket.write(chunk)
+    }
+    this.#socket.uncork()
   }
 
   #onMessage (m: Message): void {
