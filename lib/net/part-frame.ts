@@ -4,15 +4,17 @@ import type { BatchPart, ReplicaOp } from '../adapter'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 
-// Values at least this large go out as they are, referenced, not copied into the frame. (Smaller
-// ones are cheaper copied: every chunk costs a CRC call and an iovec, about what 4 KiB of copy does.)
+// Values at least this large go out as they are, referenced, not copied into the frame. Smaller
+// ones are copied: every chunk costs a CRC call and an iovec, and in the live benchmark referencing
+// 1 KiB values (a cut at 512 bytes) was no cheaper than copying them.
 const REFERENCE_BYTES = 64 * 1024
 // Room for the header bytes of one op: a map header and its short field names, tags and lengths.
 const OP_OVERHEAD = 32
 
 /**
- * A part message as a frame, in chunks: the same bytes `encodeFrame` would make (a 4-byte length,
- * the CRC-32 and one msgpack map), without copying the ops' larger values into it. A live part is
+ * A part message as a frame, in chunks: a 4-byte length, the CRC-32 and one msgpack map, which
+ * `FrameDecoder` decodes to the same message as `encodeFrame`'s frame (the bytes differ only in
+ * the header forms msgpack allows), without copying the ops' larger values into it. A live part is
  * megabytes of values the primary holds anyway; packing them as objects into a growing buffer cost
  * it more CPU than anything else on the way to the socket. The chunks are written with one
  * `writev`; the receiving side decodes them as any frame.
