@@ -25,6 +25,8 @@ connect with TcpReplica and prove they hold the same pre-shared key.
   --max-frame-bytes N     largest frame accepted (default 67108864); primaries send parts of half that
   --max-buffered-bytes N  bytes of large frames held at once over all connections (default 268435456);
                           replicas hold as much again of batches they apply in one step
+  --write-buffer-bytes N  LevelDB write buffer of each replica database (default 33554432): larger
+                          catches up faster on random-order backlogs; each open one may hold two
   --quiet                 log nothing but errors
 
 SIGTERM or SIGINT: stop accepting, finish the part in hand, close every database, exit 0.`
@@ -32,7 +34,8 @@ SIGTERM or SIGINT: stop accepting, finish the part in hand, close every database
 // MirrorServer names its options; the user typed flags.
 const flags: Record<string, string> = {
   dir: '--dir', host: '--host', port: '--port', 'tls.cert': '--tls-cert', 'tls.key': '--tls-key',
-  maxConnections: '--max-connections', maxFrameBytes: '--max-frame-bytes', maxBufferedBytes: '--max-buffered-bytes'
+  maxConnections: '--max-connections', maxFrameBytes: '--max-frame-bytes', maxBufferedBytes: '--max-buffered-bytes',
+  writeBufferBytes: '--write-buffer-bytes'
 }
 export function inFlags (message: string): string {
   return message
@@ -55,6 +58,7 @@ export async function serve (argv: string[]): Promise<void> {
       'max-connections': { type: 'string' },
       'max-frame-bytes': { type: 'string' },
       'max-buffered-bytes': { type: 'string' },
+      'write-buffer-bytes': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean' }
     }
@@ -76,6 +80,7 @@ export async function serve (argv: string[]): Promise<void> {
     maxConnections: number('max-connections', values['max-connections']),
     maxFrameBytes: number('max-frame-bytes', values['max-frame-bytes']),
     maxBufferedBytes: number('max-buffered-bytes', values['max-buffered-bytes']),
+    writeBufferBytes: number('write-buffer-bytes', values['write-buffer-bytes']),
     log: (line) => {
       if (!quiet || /fail|error/i.test(line)) process.stderr.write(`${new Date().toISOString()} ${line}\n`)
     }

@@ -72,6 +72,8 @@ describe('the mirror-level command line', () => {
     expect(await serve('--port', '99999')).toMatchObject(usageError(/--port must be 0-65535, got 99999/))
     expect(await serve('--max-connections', '0')).toMatchObject(usageError(/--max-connections must be a positive integer, got 0/))
     expect(await serve('--max-frame-bytes', '0')).toMatchObject(usageError(/--max-frame-bytes must be a positive integer, got 0/))
+    expect(await serve('--write-buffer-bytes', '1000')).toMatchObject(usageError(/--write-buffer-bytes must be at least 65536, got 1000/))
+    expect(await serve('--write-buffer-bytes', String(2 ** 31))).toMatchObject(usageError(/--write-buffer-bytes must be at most 1073741824/))
     expect(await runCli(['serve', '--dir', fresh(), '--key-file', shortKey])).toMatchObject(usageError(/the key in --key-file must be at least 16 characters/))
   })
 

@@ -160,6 +160,9 @@ describe('more arguments that cannot work', () => {
     const { MirrorServer } = await import('../lib/net/server')
     const { TcpReplica } = await import('../adapters/tcp')
     expect(() => new MirrorServer({ dir: '/tmp/x', key: 'k'.repeat(20), maxFrameBytes: 100 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    for (const writeBufferBytes of [0, 1000, 2 ** 31, 2 ** 20 + 0.5, '32M']) {
+      expect(() => new MirrorServer({ dir: '/tmp/x', key: 'k'.repeat(20), writeBufferBytes: writeBufferBytes as number })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining('writeBufferBytes') }))
+    }
     expect(() => new TcpReplica({ resource: 'r', key: 'k'.repeat(20), maxFrameBytes: 10 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
     expect(() => new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(new MemoryLevel(), { maxBatchBytes: 1 })] })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
     const db = new MirrorLevel(new MemoryLevel())

