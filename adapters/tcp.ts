@@ -2,7 +2,7 @@ import type { ConnectionOptions } from 'node:tls'
 import type { BatchPart, CommonReplicaOptions, PartAck, ReplicaAdapter, ReplicaHello } from '../lib/adapter'
 import { MirrorError, codes } from '../lib/errors'
 import { atLeast, describe, positiveInteger } from '../lib/options'
-import { MIN_FRAME_BYTES, keyBytes, validResource } from '../lib/net/protocol'
+import { DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES, keyBytes, validResource } from '../lib/net/protocol'
 import { Link, type Traffic } from '../lib/net/client'
 import { isFingerprint, type Fingerprint, type KeyRangeBounds } from '../lib/fingerprint'
 import { checkTls } from '../lib/net/tls'
@@ -108,7 +108,9 @@ export class TcpReplica implements ReplicaAdapter {
   }
 
   async digests (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
-    const answer = await (await this.#linked()).request({ t: 'digests', range, from, limit })
+    // The answer must fit this side's frame limit: room for the message around the entries.
+    const maxBytes = (this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) - 1024
+    const answer = await (await this.#linked()).request({ t: 'digests', range, from, limit, maxBytes })
     const entries = answer.entries
     if (!Array.isArray(entries) || !entries.every((e) => Array.isArray(e) && e[0] instanceof Uint8Array && e[1] instanceof Uint8Array) || typeof answer.more !== 'boolean') {
       throw new MirrorError('the server sent malformed digests', codes.PROTOCOL)

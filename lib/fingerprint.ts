@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { AbstractSnapshot } from 'abstract-level'
+import { MirrorError, codes } from './errors'
 import { BUFFERS, type InnerDb } from './inner'
 import { userRanges } from './user-ranges'
 
@@ -74,18 +75,31 @@ export interface KeyRangeBounds {
   upto: Buffer | null
 }
 
+/** What an entry of a digests page takes in a frame: its key, its digest and their msgpack headers. */
+export function digestEntryBytes (key: Buffer): number {
+  return key.length + 32
+}
+
 /**
  * The entries of a range, a page at a time, with their digests: what the last step of a
- * comparison looks at, key by key. `from` continues after that key.
+ * comparison looks at, key by key. `from` continues after that key. A page holds at most `limit`
+ * entries and `maxBytes` of them (`digestEntryBytes`), so that it fits the frame limit of whoever
+ * asked; a first entry that does not fit alone is an error.
  */
-export async function entryDigests (db: InnerDb, range: KeyRangeBounds, from: Buffer | null, limit: number, snapshot?: AbstractSnapshot): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
+export async function entryDigests (db: InnerDb, range: KeyRangeBounds, from: Buffer | null, limit: number, snapshot?: AbstractSnapshot, maxBytes = Infinity): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
   const entries: Array<[Buffer, Buffer]> = []
+  let bytes = 0
   const start = from === null ? range.after : (range.after === null || Buffer.compare(from, range.after) > 0 ? from : range.after)
   for (const r of userRanges(start, range.upto)) {
     const it = db.iterator({ ...r, ...BUFFERS, snapshot, limit: limit + 1 - entries.length })
     try {
       for await (const [key, value] of it as AsyncIterable<[Buffer, Buffer]>) {
         if (entries.length === limit) return { entries, more: true }
+        bytes += digestEntryBytes(key)
+        if (bytes > maxBytes) {
+          if (entries.length > 0) return { entries, more: true }
+          throw new MirrorError(`A key of ${key.length} bytes does not fit in an answer of at most ${maxBytes} bytes (the asking side's maxFrameBytes)`, codes.TOO_LARGE)
+        }
         entries.push([key, entryDigest(key, value)])
       }
     } finally {

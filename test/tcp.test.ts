@@ -197,6 +197,11 @@ describe('mirror-level serve and TcpReplica', () => {
     await db.close()
     const plain = new TcpReplica({ port, resource: 'secure', key: KEY, connectTimeout: 1000 })
     await expect(plain.hello()).rejects.toBeInstanceOf(Error)
+    // Restored over TLS, and said so (it used to name the source tcp://).
+    const { restore } = await import('../lib/recovery/restore')
+    const report = await restore({ from: `tls://127.0.0.1:${port}/secure`, to: join(tmp.dir, 'restored-over-tls'), key: KEY, tls: { ca: readFileSync(cert) } })
+    expect(report.entries).toBe(1)
+    expect(report.text).toContain(`from tls://127.0.0.1:${port}/secure into`)
     child.kill('SIGTERM')
     expect((await exited(child)).code).toBe(0)
   })

@@ -266,6 +266,31 @@ describe('verify over TCP', () => {
     await server.close()
   })
 
+  it('pages of digests fit the frame limit the primary set, whatever its keys; a key no frame can carry is MIRROR_TOO_LARGE', async () => {
+    // Found by a trial: 65 KiB keys and maxFrameBytes 65536 made the server answer one page of
+    // 131 672 bytes, which the primary refused as a protocol error, and nothing was repaired.
+    const server = new MirrorServer({ dir: join(tmp.dir, 'frames'), key: KEY, port: 0, openDb: () => new MemoryLevel() as never })
+    const { port } = await server.listen()
+    const replica = new TcpReplica({ port, resource: 'big-keys', key: KEY, name: 'remote', maxFrameBytes: 65536 })
+    const inner = new MemoryLevel<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    const db = new MirrorLevel<Buffer, Buffer>(inner, { keyEncoding: 'buffer', valueEncoding: 'buffer', replicas: [replica] })
+    const key = (i: number, size: number): Buffer => Buffer.concat([Buffer.from(`k${String(i).padStart(4, '0')}`), Buffer.alloc(size - 5, i)])
+    await db.batch(Array.from({ length: 60 }, (_, i) => ({ type: 'put' as const, key: key(i, 40_000), value: Buffer.from(`v${i}`) })))
+    await db.replicated()
+    // Differences the replica does not know of: written on the primary's inner db behind its back.
+    for (const i of [3, 30, 57]) await inner.put(key(i, 40_000), Buffer.from('changed'))
+    const found = await db.verify('remote', { repair: true })
+    expect(found.differing).toEqual({ missing: 0, extra: 0, changed: 3 })
+    expect((await db.verify('remote')).differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+
+    await db.put(key(99, 70_000), Buffer.from('too long a key for the answer'))
+    await db.replicated()
+    await inner.put(key(99, 70_000), Buffer.from('changed'))
+    await expect(db.verify('remote')).rejects.toMatchObject({ code: 'MIRROR_TOO_LARGE', message: expect.stringMatching(/key of 70000 bytes does not fit/) })
+    await db.close()
+    await server.close()
+  })
+
   it('verifyEvery verifies on its own and reports each time', async () => {
     const rdb = new MemoryLevel()
     const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { name: 'r', verifyEvery: 50, verifyRepair: true })] })

@@ -237,8 +237,8 @@ export class Connection {
           return this.#send({ t: 'salvaged', id: m.id })
         case 'digests': {
           if (this.#reading !== null) return this.#send({ t: 'digests', id: m.id, ...(await this.#reading.digests(m)) })
-          const { range, from, limit } = checkDigestsRequest(m)
-          return this.#send({ t: 'digests', id: m.id, ...(await this.#engine!.digests(range, from, limit)) })
+          const { range, from, limit, maxBytes } = checkDigestsRequest(m)
+          return this.#send({ t: 'digests', id: m.id, ...(await this.#engine!.digests(range, from, limit, maxBytes)) })
         }
         case 'list':
           return this.#send({ t: 'list', id: m.id, resources: await this.#server.list(this.#grant!) })

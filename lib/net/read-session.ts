@@ -65,11 +65,11 @@ export class ReadSession {
     return { fingerprints, position: this.#position(false) }
   }
 
-  /** `{ range: { after, upto }, from, limit }` → the range's entries with their digests, a page of them. */
+  /** `{ range: { after, upto }, from, limit, maxBytes? }` → the range's entries with their digests, a page of them. */
   async digests (m: Message): Promise<Record<string, unknown>> {
-    const { range, from, limit } = checkDigestsRequest(m)
+    const { range, from, limit, maxBytes } = checkDigestsRequest(m)
     const { snapshot } = this.#ensure()
-    return { ...(await entryDigests(this.#engine.db, range, from, limit, snapshot)), position: this.#position(false) }
+    return { ...(await entryDigests(this.#engine.db, range, from, limit, snapshot, maxBytes)), position: this.#position(false) }
   }
 
   async #approximateBytes (upto?: Uint8Array): Promise<number | null> {
@@ -93,14 +93,19 @@ export function checkRanges (m: Message): KeyRangeBounds[] {
   return ranges.map((r) => ({ after: asKey(r.after), upto: asKey(r.upto) }))
 }
 
-/** A digests request, checked. */
-export function checkDigestsRequest (m: Message): { range: KeyRangeBounds, from: Buffer | null, limit: number } {
+/**
+ * A digests request, checked. `maxBytes` is what the asking side can take in one frame (older
+ * clients leave it out: then a page is bounded by its entries alone, as before).
+ */
+export function checkDigestsRequest (m: Message): { range: KeyRangeBounds, from: Buffer | null, limit: number, maxBytes: number } {
   const r = m.range as Record<string, unknown> | undefined
   if (typeof r !== 'object' || r === null || !bytesOrNull(r.after) || !bytesOrNull(r.upto) || !bytesOrNull(m.from) ||
-      !Number.isSafeInteger(m.limit) || (m.limit as number) < 1) {
-    throw new MirrorError('digests needs range: { after, upto }, from and a positive limit', codes.PROTOCOL)
+      !Number.isSafeInteger(m.limit) || (m.limit as number) < 1 ||
+      (m.maxBytes !== undefined && m.maxBytes !== null && (!Number.isSafeInteger(m.maxBytes) || (m.maxBytes as number) < 1))) {
+    throw new MirrorError('digests needs range: { after, upto }, from, a positive limit and, if any, a positive maxBytes', codes.PROTOCOL)
   }
-  return { range: { after: asKey(r.after as Uint8Array | null), upto: asKey(r.upto as Uint8Array | null) }, from: asKey(m.from as Uint8Array | null), limit: Math.min(m.limit as number, 10_000) }
+  const maxBytes = typeof m.maxBytes === 'number' ? m.maxBytes : Infinity
+  return { range: { after: asKey(r.after as Uint8Array | null), upto: asKey(r.upto as Uint8Array | null) }, from: asKey(m.from as Uint8Array | null), limit: Math.min(m.limit as number, 10_000), maxBytes }
 }
 
 /** LevelDB's estimate of the bytes its files hold for the keys below `upto` (all, without it), or null. */

@@ -110,7 +110,8 @@ export async function openTcpSource (remote: { host: string, port: number, resou
       }
     }
   }
-  const name = `tcp://${remote.host}:${remote.port}/${remote.resource}`
+  const host = remote.host.includes(':') ? `[${remote.host}]` : remote.host
+  const name = `${options.tls !== undefined && options.tls !== false ? 'tls' : 'tcp'}://${host}:${remote.port}/${remote.resource}`
   const first = await request({ t: 'read', from: { key: null, offset: 0 }, maxBytes: 1, history: true })
   const position = checkPosition(first.position, name)
   const same = (p: unknown): void => {

@@ -226,11 +226,11 @@ export class ReplicaEngine {
     }
   }
 
-  /** For verification: the entries of a range with their digests, `limit` at a time after `from`. */
-  async digests (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
+  /** For verification: the entries of a range with their digests, `limit` (and `maxBytes`) at a time after `from`. */
+  async digests (range: KeyRangeBounds, from: Buffer | null, limit: number, maxBytes?: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
     const view = this.readView()
     try {
-      return await entryDigests(this.#db, range, from, limit, view.snapshot)
+      return await entryDigests(this.#db, range, from, limit, view.snapshot, maxBytes)
     } finally {
       view.release()
     }
