@@ -111,9 +111,11 @@ export class PrimaryStates {
   #model = new Map<string, string>()
   #last = 0
 
-  constructor (inner: InnerDb, initial: Map<string, string> = new Map()) {
+  /** `initial`: the user data the inner db holds now, the primary's state at seq `at`. */
+  constructor (inner: InnerDb, initial: Map<string, string> = new Map(), at = 0) {
     this.#model = new Map(initial)
-    this.states.set(0, this.#serialize())
+    this.#last = at
+    this.states.set(at, this.#serialize())
     inner.on('write', (ops: Array<{ type: string, key: Uint8Array, value?: Uint8Array }>) => {
       let seq: number | null = null
       for (const op of ops) {

@@ -91,13 +91,15 @@ describe('replication', () => {
     const inner = new MemoryLevel()
     const app = new MirrorLevel(inner)
     await app.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(4, '0')}`, value: 'v' })))
+    const head = app.head!.seq
     await app.close()
     const rdb = new MemoryLevel()
     // maxApplyBytes: 1 journals every part (a copy too large to hold in memory), which is what resumes
     const adapter = new TestAdapter(rdb as never, { maxBatchOps: 100, maxApplyBytes: 1 } as never)
     adapter.faults = ['ok', 'ok', 'ok', 'failBefore'] // three parts staged, then the link drops
     await inner.open()
-    const states = new PrimaryStates(inner as never, await userData(inner as never))
+    // The data is the primary's state at its head: a resumed copy may finish there, before the put below.
+    const states = new PrimaryStates(inner as never, await userData(inner as never), head)
     const db = new MirrorLevel(inner, { replicas: [adapter] })
     await db.open()
     await until(() => adapter.parts.length >= 4)
