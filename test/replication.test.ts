@@ -114,6 +114,41 @@ describe('replication', () => {
     await db.close()
   })
 
+  it('holds no tail of recent writes while every replica is away, and the one that comes back still gets every write', async () => {
+    const inner = new MemoryLevel()
+    const states = new PrimaryStates(inner as never)
+    const adapter = new TestAdapter(new MemoryLevel() as never, { maxDelay: 0 })
+    let online = true
+    const hello = adapter.hello.bind(adapter)
+    const apply = adapter.apply.bind(adapter)
+    adapter.hello = async () => { if (!online) throw new Error('injected: offline'); return await hello() }
+    adapter.apply = async (part, received) => { if (!online) throw new Error('injected: offline'); return await apply(part, received) }
+    const db = new MirrorLevel(inner, { replicas: [adapter] })
+    await db.put('a', '1')
+    await db.replicated()
+    // Kept up: what it was shipped is trimmed, and the tail holds what it has not been shipped yet.
+    adapter.stall()
+    for (let i = 0; i < 50; i++) await db.put(`k${i}`, 'x'.repeat(100))
+    expect(db.mirrorStatus().tail.seqs).toBeGreaterThan(0)
+    online = false
+    adapter.release()
+    await until(() => db.mirrorStatus().replicas[0].state === 'down')
+    for (let i = 0; i < 200; i++) await db.put(`k${i % 70}`, `y${i}`)
+    expect(db.mirrorStatus().tail).toEqual({ seqs: 0, bytes: 0 })
+    online = true
+    await db.replicated()
+    expect(await serialize(adapter.db)).toBe(await serialize(inner as never))
+    checkObserved(adapter, states)
+    // Back up: the tail serves it again.
+    adapter.stall()
+    await db.put('after', 'back')
+    expect(db.mirrorStatus().tail.seqs).toBeGreaterThan(0)
+    adapter.release()
+    await db.replicated()
+    expect(await serialize(adapter.db)).toBe(await serialize(inner as never))
+    await db.close()
+  })
+
   it('deletes log records every replica has applied', async () => {
     const inner = new MemoryLevel()
     const db = new MirrorLevel(inner, { replicas: [new LevelReplica(new MemoryLevel(), { maxDelay: 0 })] })

@@ -29,6 +29,12 @@ export interface MirrorStatus {
   /** This primary's current generation. */
   generation: string
   replicas: ReplicaStatus[]
+  /**
+   * The recent writes held in memory so that replicas that keep up are shipped them without a
+   * read of LevelDB: how many seqs, and their bytes of keys and values (at most 16 MiB). Empty
+   * while every replica is away.
+   */
+  tail: { seqs: number, bytes: number }
 }
 
 /** The primary's position: the last committed seq and the log's size. */
@@ -205,7 +211,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       head: { ...this.#pipeline.head },
       mode: this.#options.mode,
       generation: this.#history[this.#history.length - 1][0],
-      replicas: this.#replication.status()
+      replicas: this.#replication.status(),
+      tail: this.#replication.tail
     }
   }
 

@@ -19,6 +19,11 @@ export class ValueTail {
     this.#budget = budget
   }
 
+  /** How many seqs it holds, and their bytes as counted against the budget. */
+  get size (): { seqs: number, bytes: number } {
+    return { seqs: this.#seqs.length - this.#start, bytes: this.#bytes }
+  }
+
   /** The last seq it holds (-1: none). */
   get head (): number {
     return this.#seqs.length > this.#start ? this.#seqs[this.#seqs.length - 1].seq : -1
