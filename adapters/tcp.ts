@@ -53,6 +53,8 @@ export class TcpReplica implements ReplicaAdapter {
   #linking: Promise<{ link: Link, hello: ReplicaHello }> | null = null
   #connecting: AbortController | null = null
   #traffic: Traffic = { sent: 0, received: 0 }
+  // What one request may carry, from the server's hello (half its frame limit); until then, the default's half.
+  #requestBytes = DEFAULT_MAX_FRAME_BYTES / 2
 
   constructor (options: TcpReplicaOptions) {
     if (typeof options !== 'object' || options === null) throw new MirrorError('TcpReplica: options must be an object', codes.INVALID_OPTION)
@@ -89,9 +91,15 @@ export class TcpReplica implements ReplicaAdapter {
   async hello (): Promise<ReplicaHello> {
     if (this.#link !== null && !this.#link.dead) {
       const answer = await this.#link.request({ t: 'hello' })
-      return this.#link.checked(answer.hello)
+      return this.#heard(this.#link.checked(answer.hello))
     }
     const { hello } = await this.#connect()
+    return hello
+  }
+
+  // The server says how large a part it takes (half its frame limit): requests stay within it too.
+  #heard (hello: ReplicaHello): ReplicaHello {
+    if (typeof hello.maxPartBytes === 'number') this.#requestBytes = hello.maxPartBytes
     return hello
   }
 
@@ -101,15 +109,33 @@ export class TcpReplica implements ReplicaAdapter {
   }
 
   async fingerprint (ranges: KeyRangeBounds[]): Promise<Fingerprint[]> {
-    const answer = await (await this.#linked()).request({ t: 'fingerprint', ranges })
-    const fps = answer.fingerprints
-    if (!Array.isArray(fps) || fps.length !== ranges.length || !fps.every(isFingerprint)) throw new MirrorError('the server sent malformed fingerprints', codes.PROTOCOL)
-    return fps
+    // As many ranges per request as the server's frame limit takes (their bounds are keys).
+    const out: Fingerprint[] = []
+    for (let i = 0; i < ranges.length;) {
+      let bytes = 0
+      let end = i
+      while (end < ranges.length && (end === i || bytes + rangeBytes(ranges[end]) <= this.#requestBytes)) bytes += rangeBytes(ranges[end++])
+      this.#fits(bytes, 'range bounds')
+      const chunk = ranges.slice(i, end)
+      const answer = await (await this.#linked()).request({ t: 'fingerprint', ranges: chunk })
+      const fps = answer.fingerprints
+      if (!Array.isArray(fps) || fps.length !== chunk.length || !fps.every(isFingerprint)) throw new MirrorError('the server sent malformed fingerprints', codes.PROTOCOL)
+      out.push(...fps)
+      i = end
+    }
+    return out
+  }
+
+  #fits (bytes: number, what: string): void {
+    if (bytes > this.#requestBytes) {
+      throw new MirrorError(`A request with ${bytes} bytes of ${what} does not fit the server's frame limit (parts of at most ${this.#requestBytes} bytes): the keys are too long for its --max-frame-bytes`, codes.TOO_LARGE)
+    }
   }
 
   async digests (range: KeyRangeBounds, from: Buffer | null, limit: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
     // The answer must fit this side's frame limit: room for the message around the entries.
     const maxBytes = (this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) - 1024
+    this.#fits(rangeBytes(range) + (from?.length ?? 0), 'keys')
     const answer = await (await this.#linked()).request({ t: 'digests', range, from, limit, maxBytes })
     const entries = answer.entries
     if (!Array.isArray(entries) || !entries.every((e) => Array.isArray(e) && e[0] instanceof Uint8Array && e[1] instanceof Uint8Array) || typeof answer.more !== 'boolean') {
@@ -144,6 +170,7 @@ export class TcpReplica implements ReplicaAdapter {
     this.#connecting = attempt
     this.#linking = Link.open(this.options, this.#key, attempt.signal).then((r) => {
       r.link.traffic = this.#traffic
+      this.#heard(r.hello)
       this.#link?.end()
       this.#link = r.link
       return r
@@ -153,4 +180,9 @@ export class TcpReplica implements ReplicaAdapter {
     })
     return this.#linking
   }
+}
+
+// What a range's bounds take in a request: the keys and their msgpack headers.
+function rangeBytes (range: KeyRangeBounds): number {
+  return (range.after?.length ?? 0) + (range.upto?.length ?? 0) + 32
 }

@@ -117,6 +117,23 @@ describe('restore', () => {
     expect(await data(join(serverDir, 'app'))).toEqual(await data(target))
   })
 
+  it('from a server over TCP, with keys longer than a handshake frame and several pages', async () => {
+    // Found by a trial: a read connection took only handshake-sized frames, and the request for
+    // the second page names the last key read.
+    const { MirrorServer } = await import('../lib/net/server')
+    const server = new MirrorServer({ dir: join(tmp.dir, 'long-keys-srv'), key: KEY, port: 0 })
+    const { port } = await server.listen()
+    const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(join(tmp.dir, 'long-keys-primary')), { keyEncoding: 'buffer', valueEncoding: 'buffer', replicas: [new TcpReplica({ port, resource: 'long', key: KEY })] })
+    await db.batch(Array.from({ length: 300 }, (_, i) => ({ type: 'put' as const, key: Buffer.concat([Buffer.from(String(i).padStart(4, '0')), Buffer.alloc(10_000, i)]), value: Buffer.alloc(20_000, i) })))
+    await db.replicated()
+    await db.close()
+    const target = join(tmp.dir, 'long-keys-restored')
+    const report = await restore({ from: `tcp://127.0.0.1:${port}/long`, to: target, key: KEY, chunkBytes: 1024 * 1024 })
+    expect(report.entries).toBe(300)
+    expect(await data(target)).toEqual(await data(join(tmp.dir, 'long-keys-primary')))
+    await server.close()
+  })
+
   it('refuses a target that holds data, a source that is not a consistent replica, and a primary as source', async () => {
     const primaryDir = join(tmp.dir, 'p3')
     const backup = join(tmp.dir, 'backup3')

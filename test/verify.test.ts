@@ -293,6 +293,25 @@ describe('verify over TCP', () => {
     await server.close()
   })
 
+  it('requests fit the server\'s frame limit too: long keys against a small --max-frame-bytes', async () => {
+    // Found by a trial: 256 ranges' bounds of 5000-byte keys made a fingerprint request of 150 KB
+    // against a server that takes 64 KiB frames.
+    const server = new MirrorServer({ dir: join(tmp.dir, 'small-frames'), key: KEY, port: 0, maxFrameBytes: 65536 })
+    const { port } = await server.listen()
+    const inner = new ClassicLevel<Buffer, Buffer>(join(tmp.dir, 'small-frames-primary'), { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    const db = new MirrorLevel<Buffer, Buffer>(inner, { keyEncoding: 'buffer', valueEncoding: 'buffer', replicas: [new TcpReplica({ port, resource: 'long', key: KEY, name: 'remote', maxFrameBytes: 65536 })] })
+    const key = (i: number): Buffer => Buffer.concat([Buffer.from(String(i).padStart(4, '0')), Buffer.alloc(4996, i)])
+    for (let b = 0; b < 4; b++) await db.batch(Array.from({ length: 50 }, (_, j) => ({ type: 'put' as const, key: key(b * 50 + j), value: Buffer.from(`v${b * 50 + j}`) })))
+    await db.replicated()
+    for (const i of [7, 77, 177]) await inner.put(key(i), Buffer.from('changed behind its back'))
+    await inner.del(key(150))
+    const found = await db.verify('remote', { repair: true })
+    expect(found.differing).toEqual({ missing: 0, extra: 1, changed: 3 })
+    expect((await db.verify('remote')).differing).toEqual({ missing: 0, extra: 0, changed: 0 })
+    await db.close()
+    await server.close()
+  })
+
   it('verifyEvery verifies on its own and reports each time', async () => {
     const rdb = new MemoryLevel()
     const db = new MirrorLevel(new MemoryLevel(), { replicas: [new LevelReplica(rdb, { name: 'r', verifyEvery: 50, verifyRepair: true })] })

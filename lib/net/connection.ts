@@ -172,7 +172,8 @@ export class Connection {
       clearTimeout(this.#authTimer)
       this.#claiming = false
       this.#authenticated = true
-      this.#decoder.limit = intent === 'write' ? this.#server.options.maxFrameBytes : HANDSHAKE_MAX_FRAME
+      // A reader's requests name keys (where to read on, ranges to compare), as long as the keys are.
+      this.#decoder.limit = intent === 'list' ? HANDSHAKE_MAX_FRAME : this.#server.options.maxFrameBytes
       if (this.#socket.destroyed) return void this.release()
       this.#send({ t: 'welcome', mac: proof(grant.key, 'server', theirs, this.#nonce, scoped), hello })
     }
