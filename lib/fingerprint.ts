@@ -75,8 +75,8 @@ export interface KeyRangeBounds {
   upto: Buffer | null
 }
 
-/** What an entry of a digests page takes in a frame: its key, its digest and their msgpack headers. */
-export function digestEntryBytes (key: Buffer): number {
+// What an entry of a digests page takes in a frame: its key, its digest and their msgpack headers.
+function digestEntryBytes (key: Buffer): number {
   return key.length + 32
 }
 

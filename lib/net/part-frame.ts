@@ -1,6 +1,7 @@
 import { crc32 } from 'node:zlib'
 import { Packr } from 'msgpackr'
 import type { BatchPart, ReplicaOp } from '../adapter'
+import { FRAME_HEADER_BYTES } from './protocol'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 
@@ -21,7 +22,7 @@ const OP_OVERHEAD = 32
  */
 export function encodePartFrame (message: { t: 'part', id: number, part: BatchPart }): Buffer[] {
   const w = new ChunkWriter(estimate(message.part.ops))
-  w.reserve(8)
+  w.reserve(FRAME_HEADER_BYTES)
   const keys = Object.keys(message) as Array<keyof typeof message>
   w.mapHeader(keys.length)
   for (const key of keys) {
@@ -161,10 +162,10 @@ class ChunkWriter {
   finish (): Buffer[] {
     this.#cut()
     const chunks = this.#chunks
-    let length = -8
+    let length = -FRAME_HEADER_BYTES
     let crc = 0
     for (let i = 0; i < chunks.length; i++) {
-      const payload = i === 0 ? chunks[0].subarray(8) : chunks[i]
+      const payload = i === 0 ? chunks[0].subarray(FRAME_HEADER_BYTES) : chunks[i]
       length += chunks[i].length
       crc = crc32(payload, crc)
     }

@@ -18,7 +18,9 @@ export const PROTOCOL_VERSION = 1
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 /** A frame limit below this could not carry the protocol's own messages (a hello with its history). */
 export const MIN_FRAME_BYTES = 64 * 1024
-const HEADER = 8
+/** The frame header: the payload's length and its CRC-32, 4 bytes each, big-endian. */
+export const FRAME_HEADER_BYTES = 8
+const HEADER = FRAME_HEADER_BYTES
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 
