@@ -5,6 +5,7 @@ import { MirrorError, codes, telling } from '../errors'
 import { headSeq } from '../log/records'
 import type { InnerDb } from '../inner'
 import { Signal, backoff } from './signal'
+import { readAhead } from './read-ahead'
 import { generationAt, historyAt, type HistoryEntry } from '../history'
 import { standing } from './standing'
 import { CANNOT_CURE, REFUSALS, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
@@ -234,7 +235,7 @@ export class Replicator {
       const { to, ops } = tail.since(this.watermark)
       this.#setState('streaming')
       const plan: Plan = { kind: 'incremental', from: this.watermark, to }
-      await this.#shipBatch(plan, tailParts(ops, plan, generationAt(this.#host.history(), to), this.partLimits))
+      await this.#shipBatches(withPlan(plan, tailParts(ops, plan, generationAt(this.#host.history(), to), this.partLimits)))
       this.lastError = null
       this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
       return
@@ -250,22 +251,29 @@ export class Replicator {
 
   // Ships what takes the replica to the head of `source`.
   async #shipFrom (source: SnapshotSource, resume: ReplicaHello['pending']): Promise<void> {
-    {
-      const to = await headOf(source)
-      const plan = await this.#plan(source, to, resume)
-      if (plan.kind === 'full' || plan.rejoin !== undefined) {
-        this.#setState('syncing')
-        await this.#shipBatch(plan, this.#parts(source, plan))
-      } else {
-        this.#setState('streaming')
-        for (const step of await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)) {
-          const stepPlan: Plan = { kind: 'incremental', from: this.watermark, to: step }
-          await this.#shipBatch(stepPlan, this.#parts(source, stepPlan))
-          if (this.#closing && step < plan.to && this.#aborted) break
-        }
-      }
-      this.lastError = null
-      this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+    const to = await headOf(source)
+    const plan = await this.#plan(source, to, resume)
+    let plans: Plan[] = [plan]
+    if (plan.kind === 'full' || plan.rejoin !== undefined) {
+      this.#setState('syncing')
+    } else {
+      this.#setState('streaming')
+      let from = plan.from
+      plans = (await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)).map((step) => {
+        const stepPlan: Plan = { kind: 'incremental', from, to: step }
+        from = step
+        return stepPlan
+      })
+    }
+    // The next part (of this batch or the next step's) is read while the replica applies this one.
+    await this.#shipBatches(readAhead(this.#snapshotShipments(source, plans)))
+    this.lastError = null
+    this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+  }
+
+  async * #snapshotShipments (source: SnapshotSource, plans: Plan[]): AsyncGenerator<Shipment> {
+    for (const plan of plans) {
+      for await (const part of buildParts(source, plan, generationAt(this.#host.history(), plan.to), this.partLimits)) yield { plan, part }
     }
   }
 
@@ -317,43 +325,42 @@ export class Replicator {
     }
   }
 
-  #parts (source: SnapshotSource, plan: Plan): AsyncGenerator<BatchPart> {
-    return buildParts(source, plan, generationAt(this.#host.history(), plan.to), this.partLimits)
-  }
-
-  async #shipBatch (plan: Plan, batch: AsyncGenerator<BatchPart> | Generator<BatchPart>): Promise<void> {
-    const to = plan.to
-    const from = this.watermark
-    let parts = 0
-    let ops = 0
-    let bytes = 0
-    // From now on the log must keep what the replica will need once this copy lands.
-    if (plan.kind === 'full') {
-      this.pendingCopy = to
-      this.#host.changed(this)
-    }
-    const history = this.#host.history()
-    for await (const part of batch) {
+  // Ships batches one after the other, each part in order; a batch ends with its final part.
+  async #shipBatches (shipments: AsyncIterable<Shipment>): Promise<void> {
+    let batch = null as { plan: Plan, from: number, history: HistoryEntry[], parts: number, ops: number, bytes: number } | null
+    for await (const { plan, part } of shipments) {
       if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
-      if (part.final) part.history = this.#historyFor(plan, history)
+      if (batch?.plan !== plan) {
+        batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
+        // From now on the log must keep what the replica will need once this copy lands.
+        if (plan.kind === 'full') {
+          this.pendingCopy = plan.to
+          this.#host.changed(this)
+        }
+      }
+      const to = plan.to
+      if (part.final) part.history = this.#historyFor(plan, batch.history)
       const onReceived = part.final ? () => this.#received(to) : undefined
       const ack = await this.adapter.apply(part, onReceived)
-      parts++
-      ops += part.ops.length
-      bytes += partBytes(part)
-      if (part.final) {
-        if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
-        this.#received(ack.watermark)
-        this.watermark = ack.watermark
-        this.consistent = true
-        this.pendingCopy = null
-        this.#rejoin = null
-        this.#knownHistory = true
-      }
+      batch.parts++
+      batch.ops += part.ops.length
+      batch.bytes += partBytes(part)
+      if (!part.final) continue
+      if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
+      this.#received(ack.watermark)
+      this.watermark = ack.watermark
+      this.consistent = true
+      this.pendingCopy = null
+      this.#rejoin = null
+      this.#knownHistory = true
+      this.#attempt = 0
+      this.#host.batchShipped(this, { from: batch.from, to, full: plan.kind === 'full', parts: batch.parts, ops: batch.ops, bytes: batch.bytes })
+      // Said now, not once the next read ahead is known to be nothing: whoever waited for this
+      // batch may look at the state at once.
+      this.lastError = null
+      this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+      this.#host.changed(this)
     }
-    this.#attempt = 0
-    this.#host.batchShipped(this, { from, to, full: plan.kind === 'full', parts, ops, bytes })
-    this.#host.changed(this)
   }
 
   #received (seq: number): void {
@@ -409,6 +416,16 @@ interface Hold {
   resolve: (value: unknown) => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout
+}
+
+/** A part and the batch it belongs to. */
+interface Shipment {
+  plan: Plan
+  part: BatchPart
+}
+
+async function * withPlan (plan: Plan, parts: Iterable<BatchPart>): AsyncGenerator<Shipment> {
+  for (const part of parts) yield { plan, part }
 }
 
 function headOf (source: SnapshotSource): Promise<number> {
