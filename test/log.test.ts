@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { MemoryLevel } from 'memory-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
+import type { MirrorError } from '../lib/errors'
 import { LevelReplica } from '../adapters/level'
 import { inspectLog } from './helpers'
 import { serialize } from './replication-helpers'
@@ -142,6 +143,46 @@ describe('log compaction', () => {
         expect(await serialize(replica as never)).toBe(await serialize(inner as never))
       }
     ), { numRuns: 12 })
+  })
+
+  it('a truncation whose batch fails is done again by the next one, not skipped', async () => {
+    // The inner db fails the next batch that deletes anything (only log truncation deletes here).
+    class FlakyMemory extends MemoryLevel {
+      failDeletes = false
+      async _batch (operations: Array<{ type: string }>, options: unknown): Promise<void> {
+        if (this.failDeletes && operations.some((op) => op.type === 'del')) {
+          this.failDeletes = false
+          throw new Error('injected write failure')
+        }
+        // @ts-expect-error abstract-level's types leave out the methods a subclass implements
+        return await super._batch(operations, options)
+      }
+    }
+    const inner = new FlakyMemory()
+    const replica = new MemoryLevel()
+    const db = new MirrorLevel(inner, { replicas: [new LevelReplica(replica as never, { maxDelay: 0 })] })
+    const errors: Error[] = []
+    db.on('error', (err: Error) => errors.push(err))
+    await db.open()
+    const put = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await db.put(`k${i % 50}`, String(i))
+      await db.replicated()
+    }
+    // Truncation runs every 1024 seqs the replica has applied: the first one after this fails.
+    await put(1100)
+    inner.failDeletes = true
+    await put(1100)
+    await db.put('drain', 'x') // maintenance queued before this write has run
+    expect(errors.map((e) => (e as MirrorError).code)).toEqual(['MIRROR_WRITE_FAILED'])
+    expect(inner.failDeletes).toBe(false)
+    await put(1100)
+    await db.put('drain', 'y')
+    // Every record the replica has applied, as of the last truncation, is gone: the one whose
+    // deletes failed too.
+    const { head, records, bytes } = await inspectLog(inner as never)
+    expect(bytes).toBe(head.logBytes)
+    expect(records[0].from).toBeGreaterThanOrEqual(3 * 1024)
+    await db.close()
   })
 
   it('resumes compaction of an over-budget log on open', async () => {

@@ -20,8 +20,11 @@ interface PendingJob {
   reject: (err: Error) => void
 }
 
-/** One atomic step of log maintenance: ops on the log and its new size, or null when done. */
-export type MaintenanceStep = (head: Head) => Promise<{ ops: InnerOp[], logBytes: number } | null>
+/**
+ * One atomic step of log maintenance: ops on the log and its new size, or null when done.
+ * `committed` runs once the step's batch has landed (not if it failed).
+ */
+export type MaintenanceStep = (head: Head) => Promise<{ ops: InnerOp[], logBytes: number, committed?: () => void } | null>
 
 export interface PipelineOptions {
   /** A group commit takes queued writes until it holds this many ops (a larger write goes alone). */
@@ -98,6 +101,7 @@ export class Pipeline {
         const next = await step(this.head)
         if (next === null) break
         await this.#commitMaintenance(next.ops, next.logBytes)
+        next.committed?.()
       }
     }).finally(() => this.#maintaining.delete(name))
   }

@@ -271,8 +271,8 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
       // Records this open wrote are deleted without reading them back; older ones are read.
       const known = this.#records?.truncation(head.logBytes, this.#truncatedThrough, this.#truncateTo, 10_000)
       const step = known !== undefined ? known : await truncationStep(this.#inner, head, this.#truncatedThrough, this.#truncateTo, 10_000)
-      if (step !== null) this.#truncatedThrough = step.through
-      return step
+      // Only once its deletes have landed: a step that failed is tried again, not skipped.
+      return step === null ? null : { ...step, committed: () => { this.#truncatedThrough = step.through } }
     })
   }
 
