@@ -129,6 +129,43 @@ describe('reading a live replica', () => {
   })
 })
 
+describe('a journaled apply that fails half way', () => {
+  it('leaves readers on the state before the batch until it is finished', async () => {
+    // A replica db that fails one batch: the middle of applying a journal.
+    class FailingLevel extends MemoryLevel<Buffer, Buffer> {
+      failAt = Infinity
+      batches = 0
+      async _batch (ops: unknown, options: unknown): Promise<void> {
+        if (++this.batches === this.failAt) throw new Error('injected write failure')
+        // @ts-expect-error not in the public types
+        return super._batch(ops, options)
+      }
+    }
+    const rdb = new FailingLevel()
+    const engine = new ReplicaEngine(rdb as never, { maxApplyBytes: 1 })
+    await engine.open()
+    await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old'), put('z', 'old')] })
+    const { ReplicaReader } = await import('../lib/replica/reader')
+    const reader = new ReplicaReader(engine)
+    await reader.open()
+    const parts = [0, 1].map((i) => ({ generation: gen, from: 1, to: 2, index: i, final: i === 1, full: false, ops: Array.from({ length: 1500 }, (_, j) => put(`k${i}-${j}`, 'new')).concat(i === 1 ? [put('a', 'new'), put('z', 'new')] : []) }))
+    await engine.apply(parts[0])
+    // batches from here: the final part with its commit record, then the apply, 1000 ops at a time
+    rdb.failAt = rdb.batches + 3
+    await expect(engine.apply(parts[1])).rejects.toThrow('injected write failure')
+    expect(String(await rdb.get(Buffer.from('k0-0')))).toBe('new') // raw: half applied
+    expect(await reader.get('k0-0')).toBeUndefined() // the reader: still the state before the batch
+    expect(await reader.getMany(['a', 'z'])).toEqual(['old', 'old'])
+    expect((await reader.keys().all()).length).toBe(2)
+    expect(engine.hello().watermark).toBe(1)
+    // The part sent again: the journal is finished first, and the reader moves on to the new state.
+    expect((await engine.apply(parts[1])).watermark).toBe(2)
+    expect(await reader.get('k0-0')).toBe('new')
+    expect((await reader.keys().all()).length).toBe(3002)
+    await engine.close()
+  })
+})
+
 describe('a replica directory after a crash', () => {
   // A classic-level whose batches start failing after `left` more of them: the process dies mid-apply.
   class DyingLevel extends ClassicLevel<Buffer, Buffer> {

@@ -122,6 +122,7 @@ export class ReplicaEngine {
       this.#open = true
     } catch (err) {
       this.#staged = null
+      this.#releaseStable()
       await this.#db.close().catch(() => {})
       throw err
     }
@@ -148,6 +149,7 @@ export class ReplicaEngine {
     await this.#queue.catch(() => {})
     this.#giveBack()
     this.#staged = null
+    this.#releaseStable()
     await this.#db.close()
   }
 
@@ -375,17 +377,16 @@ export class ReplicaEngine {
   // way would leave the directory a mix of two states until the next open.
   async #applyJournal (header: JournalHeader): Promise<void> {
     this.#holdStable()
-    try {
-      if (!header.applying) {
-        // From here on the data may be a mix: `mirror-level status` says so until the apply ends.
-        header.applying = true
-        await this.#db.put(metaKeys.journal, encodeJournal(header), BUFFERS)
-      }
-      await this.#journal.apply(header.parts, () => {})
-      await this.#db.batch(this.#finishOps(header, true), BUFFERS)
-    } finally {
-      this.#releaseStable()
+    if (!header.applying) {
+      // From here on the data may be a mix: `mirror-level status` says so until the apply ends.
+      header.applying = true
+      await this.#db.put(metaKeys.journal, encodeJournal(header), BUFFERS)
     }
+    await this.#journal.apply(header.parts, () => {})
+    await this.#db.batch(this.#finishOps(header, true), BUFFERS)
+    // Only now: an apply that failed half way leaves the db a mix until it is finished, and readers
+    // keep the state from before it until then.
+    this.#releaseStable()
     await this.#settle(header)
     await this.#journal.clear()
   }
@@ -436,7 +437,8 @@ export class ReplicaEngine {
   }
 
   #holdStable (): void {
-    if (this.#db.supports.explicitSnapshots !== true) return
+    // Still held since an apply that failed: the db already holds part of the batch.
+    if (this.#stable !== null || this.#db.supports.explicitSnapshots !== true) return
     this.#stable = { snapshot: this.#db.snapshot(), users: 0, done: false }
   }
 
