@@ -47,29 +47,32 @@ function writePart (w: ChunkWriter, part: BatchPart): void {
   }
 }
 
-// As msgpackr packs an op object: its fields in order, `more` only when set.
+// As msgpackr packs an op object: its fields in order, `more` only when set. The fixed bytes around
+// the key and value are written as they are, not as strings encoded again for every op.
 function writeOp (w: ChunkWriter, op: ReplicaOp): void {
   if (op.type === 'del') {
-    w.mapHeader(2)
-    w.str('type')
-    w.str('del')
-    w.str('key')
+    w.raw(DEL_HEAD)
     w.bin(op.key)
     return
   }
   const more = op.more === true
-  w.mapHeader(more ? 4 : 3)
-  w.str('type')
-  w.str('put')
-  w.str('key')
+  w.raw(more ? MORE_PUT_HEAD : PUT_HEAD)
   w.bin(op.key)
-  w.str('value')
+  w.raw(VALUE_FIELD)
   w.bin(op.value)
-  if (more) {
-    w.str('more')
-    w.byte(0xc3)
-  }
+  if (more) w.raw(MORE_FIELD)
 }
+
+// msgpack of `{ type: 'del', key: ` up to the key's bytes, and so on for the other fields.
+const fixed = (fields: number, ...strings: string[]): Buffer => Buffer.concat([
+  ...(fields > 0 ? [Buffer.from([0x80 | fields])] : []),
+  ...strings.map((s) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]))
+])
+const DEL_HEAD = fixed(2, 'type', 'del', 'key')
+const PUT_HEAD = fixed(3, 'type', 'put', 'key')
+const MORE_PUT_HEAD = fixed(4, 'type', 'put', 'key')
+const VALUE_FIELD = fixed(0, 'value')
+const MORE_FIELD = Buffer.concat([fixed(0, 'more'), Buffer.from([0xc3])])
 
 // The bytes the small parts of the frame take: everything but the referenced values.
 function estimate (ops: ReplicaOp[]): number {
