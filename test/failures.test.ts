@@ -168,7 +168,12 @@ describe('more arguments that cannot work', () => {
     const db = new MirrorLevel(new MemoryLevel())
     await db.open()
     await expect(db.replicated({ timout: 5 } as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    // close() has no options (the limit is closeTimeout): one passed is refused, and nothing closes.
+    await expect((db.close as (o: unknown) => Promise<void>)({ timeout: 200 })).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining('closeTimeout') })
+    expect(db.status).toBe('open')
+    await db.put('still', 'open')
     await db.close()
+    expect(db.status).toBe('closed')
   })
 
   it('writes made before open() resolves capture their Buffers too', async () => {

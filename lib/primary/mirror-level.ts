@@ -191,6 +191,19 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     ], BUFFERS)
   }
 
+  /**
+   * Closes the database, shipping first what replicas lack for up to the `closeTimeout` option.
+   * Takes no options: `close({ timeout })` is refused (`MIRROR_INVALID_OPTION`) rather than ignored.
+   */
+  override close (...args: unknown[]): Promise<void> {
+    // (A function is let through as abstract-level lets it: a callback of its older API, ignored.)
+    if (args.length > 0 && args[0] !== undefined && typeof args[0] !== 'function') {
+      return Promise.reject(new MirrorError(`close() takes no options (got ${describe(args[0])}): how long it may ship to replicas is the constructor's 'closeTimeout' option`, codes.INVALID_OPTION))
+    }
+    // Its own promise, not one more tick: abstract-level's tests check the order of open and close.
+    return super.close()
+  }
+
   async _close (): Promise<void> {
     if (this.#pipeline !== null) await this.#pipeline.idle()
     if (this.#replication !== null) await this.#replication.close(this.#options.closeTimeout)
