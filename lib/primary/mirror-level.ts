@@ -51,6 +51,9 @@ const MANY = 1000
 const ITERATOR_KEY_ENCODING = (AbstractIterator as unknown as { keyEncoding: symbol }).keyEncoding
 const ITERATOR_VALUE_ENCODING = (AbstractIterator as unknown as { valueEncoding: symbol }).valueEncoding
 
+// How long a failed log truncation waits before it is tried again.
+const TRUNCATE_RETRY_MS = 2000
+
 /**
  * An abstract-level database that wraps another one (`inner`) and records, atomically with every
  * write, which keys it changed, in commit order. See the README for the guarantees.
@@ -277,10 +280,13 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   // Deletes records every replica has applied. A promoted or restored store keeps them from where
   // it took over (within the budget): the primary it replaced may come back, demoted, and rejoin
   // with the keys changed since then instead of a full copy.
-  #truncate (seq: number): void {
+  #truncate (seq: number, retry = true): void {
     const tookOver = this.#origin?.promoted?.seq ?? this.#origin?.restored?.seq ?? Infinity
     this.#truncateTo = Math.max(this.#truncateTo, Math.min(seq, tookOver))
-    this.#maintain('truncation', async (head) => {
+    // A truncation that failed is tried once more a while later, writes or not (else it would wait
+    // for the replicas to apply another 1024 seqs); failing again, it waits for that.
+    const again = retry ? () => setTimeout(() => this.#truncate(this.#truncateTo, false), TRUNCATE_RETRY_MS).unref() : undefined
+    this.#maintain('truncation', again, async (head) => {
       // Records this open wrote are deleted without reading them back; older ones are read.
       const known = this.#records?.truncation(head.logBytes, this.#truncatedThrough, this.#truncateTo, 10_000)
       const step = known !== undefined ? known : await truncationStep(this.#inner, head, this.#truncatedThrough, this.#truncateTo, 10_000)
@@ -292,7 +298,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   // Merges old records while the log is over its budget.
   #afterCommit (logBytes: number): void {
     if (logBytes <= this.#options.logBudget) return
-    this.#maintain('compaction', async (head) => {
+    this.#maintain('compaction', undefined, async (head) => {
       if (head.logBytes <= this.#options.logBudget) return null
       const step = await compactionStep(this.#inner, head, { budget: this.#options.logBudget, maxRecordsPerStep: 10_000, after: this.#truncatedThrough })
       // A step that cannot shrink the log would repeat forever.
@@ -303,12 +309,13 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     })
   }
 
-  #maintain (what: string, step: MaintenanceStep): void {
+  #maintain (what: string, failed: (() => void) | undefined, step: MaintenanceStep): void {
     // Closed: the next open truncates or compacts what is due.
     if (this.#pipeline === null) return
     this.#pipeline.maintain(what, step).catch((err) => {
       // The log stays correct, only larger than it needs to be; report it, the next commit retries.
       this.#report(new MirrorError(`Log ${what} failed`, codes.WRITE_FAILED, { cause: err }))
+      failed?.()
     })
   }
 
