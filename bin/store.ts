@@ -22,8 +22,8 @@ to it now, and when it last applied a batch.`,
   recover: `mirror-level recover DIR
 
 Runs a replica's recovery on a closed replica directory: a batch that was committed but not fully
-applied (the process died during it) is applied; an uncommitted one is dropped; a staged full copy
-is kept for its primary to resume. Afterwards plain level reads a real state of the primary.
+applied (the process died during it) is applied; an uncommitted one is kept for its primary to
+resume (a full copy, or an incremental batch sent in key order) or else dropped. Afterwards plain level reads a real state of the primary.
 Nothing to do for a primary's directory. Exits 0 when the directory is consistent afterwards.`,
   promote: `mirror-level promote DIR
 

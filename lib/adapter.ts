@@ -47,6 +47,13 @@ export interface BatchPart {
   /** For a full batch's copy parts: the key range this part covers completely. */
   range?: { after: Buffer | null, upto: Buffer | null }
   /**
+   * For an incremental batch: this part goes on with one walk, in key order, of the keys changed
+   * in `(from, r]`, `r` the seq its first part was read at (its `to`), so that with it every one of
+   * them up to this part's last key has been sent. A journaled batch whose parts all say so can
+   * resume after that key (see `PendingCopy.from`).
+   */
+  ordered?: boolean
+  /**
    * On the first part of a full batch: replace what the replica holds although it did not come
    * from this primary's line (the adapter's `overwrite` option). Without it such a replica refuses
    * the copy with `MIRROR_REPLICA_NOT_EMPTY`.
@@ -68,7 +75,7 @@ export interface BatchPart {
   ops: ReplicaOp[]
 }
 
-/** A staged, not yet applied, full copy that a primary may resume. */
+/** A staged, not yet applied, full copy (or journaled incremental batch) that a primary may resume. */
 export interface PendingCopy {
   /** The seq the staged parts were read at. */
   to: number
@@ -77,6 +84,12 @@ export interface PendingCopy {
   parts: number
   /** The last key the staged parts cover (null: none yet). */
   upto: Buffer | null
+  /**
+   * For an incremental batch (absent: a full copy): the watermark it starts from. Its staged parts
+   * hold every key changed in `(from, to]` up to `upto`; the rest of them, and every key changed
+   * after `to`, complete it.
+   */
+  from?: number
 }
 
 /** What a replica reports when a primary connects. */

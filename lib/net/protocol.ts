@@ -161,7 +161,8 @@ export function checkHello (value: unknown): ReplicaHello {
   const ok = typeof h === 'object' && h !== null &&
     (h.generation === null || (typeof h.generation === 'string' && h.generation.length > 0)) && seq(h.watermark) &&
     (h.pending === null || h.pending === undefined || (typeof h.pending === 'object' && seq((h.pending as Record<string, unknown>).to) &&
-      seq((h.pending as Record<string, unknown>).parts) && typeof (h.pending as Record<string, unknown>).generation === 'string')) &&
+      seq((h.pending as Record<string, unknown>).parts) && typeof (h.pending as Record<string, unknown>).generation === 'string' &&
+      ((h.pending as Record<string, unknown>).from === undefined || seq((h.pending as Record<string, unknown>).from)))) &&
     (h.foreign === undefined || h.foreign === null || h.foreign === 'data' || h.foreign === 'primary') &&
     (h.maxPartBytes === undefined || (seq(h.maxPartBytes) && (h.maxPartBytes as number) > 0)) &&
     (h.checksum === undefined || h.checksum === null || typeof h.checksum === 'string') &&
@@ -173,7 +174,7 @@ export function checkHello (value: unknown): ReplicaHello {
   return {
     generation: h.generation as string | null,
     watermark: h.watermark as number,
-    pending: pending === undefined || pending === null ? null : { ...pending, upto: pending.upto === null || pending.upto === undefined ? null : Buffer.from(pending.upto) },
+    pending: pending === undefined || pending === null ? null : readPending(pending),
     foreign: (h.foreign as ReplicaHello['foreign']) ?? null,
     checksum: typeof h.checksum === 'string' ? h.checksum : null,
     demoted: d === undefined || d === null
@@ -185,4 +186,11 @@ export function checkHello (value: unknown): ReplicaHello {
         },
     ...(h.maxPartBytes !== undefined ? { maxPartBytes: h.maxPartBytes as number } : {})
   }
+}
+
+// Only the fields a pending batch has: a hello is read from the network.
+function readPending (p: NonNullable<ReplicaHello['pending']>): NonNullable<ReplicaHello['pending']> {
+  const out: NonNullable<ReplicaHello['pending']> = { to: p.to, generation: p.generation, parts: p.parts, upto: p.upto === null || p.upto === undefined ? null : Buffer.from(p.upto) }
+  if (p.from !== undefined) out.from = p.from
+  return out
 }

@@ -13,7 +13,8 @@ export function bad (why: string): MirrorError {
 
 export function firstHeader (part: BatchPart): JournalHeader {
   if (part.full && (part.range === undefined || part.range.after !== null)) throw bad('a full batch starts with a copy part from the first key')
-  const upto = part.range !== undefined ? part.range.upto : null
+  const walk = part.full || part.rejoin !== undefined ? false : walked(null, part)
+  const upto = part.range !== undefined ? part.range.upto : walk === false ? null : walk
   return {
     generation: part.generation,
     from: part.from,
@@ -29,8 +30,22 @@ export function firstHeader (part: BatchPart): JournalHeader {
     history: null,
     readAt: part.to,
     readAtGeneration: part.generation,
-    applying: false
+    applying: false,
+    resumable: walk !== false
   }
+}
+
+// Where an ordered incremental part leaves the walk of its batch's keys that reached `upto`: its
+// last key (`upto` itself when it has no ops), or false if it is not such a part. Keys may repeat
+// only as the pieces of one value.
+function walked (upto: Buffer | null, part: BatchPart): Buffer | null | false {
+  if (part.ordered !== true) return false
+  let last = upto
+  for (const op of part.ops) {
+    if (last !== null && Buffer.compare(op.key, last) < 0) return false
+    last = op.key
+  }
+  return last
 }
 
 // The primary's history the replica keeps once this batch is applied: what it had (nothing, for a
@@ -63,12 +78,16 @@ export function continuePieces (piece: Buffer | null, ops: ReplicaOp[], onlyPiec
 
 /** The journal header after `part`, or an error if it does not follow the batch being received (`j`). */
 export function followHeader (j: JournalHeader | null, part: BatchPart): JournalHeader {
-  // A resumed copy reaches a later seq, which may be in a later generation of the same line.
-  const sameLine = j !== null && (j.generation === part.generation || (part.full && part.to > j.to))
+  // A resumed copy or incremental batch reaches a later seq, which may be in a later generation of
+  // the same line.
+  const resumed = j !== null && part.to > j.to && (part.full || j.resumable)
+  const sameLine = j !== null && (j.generation === part.generation || resumed)
   if (j === null || j.committed || j.parts !== part.index || j.full !== part.full || !sameLine) {
     throw bad(`part ${part.index} does not follow the staged batch (${j === null ? 'none' : `${j.parts} parts`})`)
   }
-  if (!part.full && (j.from !== part.from || j.to !== part.to)) throw bad('a later part of an incremental batch must have its batch\'s from and to')
+  if (!part.full && (j.from !== part.from || (j.to !== part.to && !resumed))) throw bad('a later part of an incremental batch must have its batch\'s from and to (or resume one that can be)')
+  // A key before the walk's last one may be one the staged parts skipped: no resuming after this.
+  const walk = !part.full && j.resumable && (j.upto === null || part.ops.length === 0 || Buffer.compare(part.ops[0].key, j.upto) >= 0) ? walked(j.upto, part) : false
   const copyUpto = part.range !== undefined ? part.range.upto : null
   if (part.full) {
     if (part.range !== undefined) {
@@ -87,7 +106,8 @@ export function followHeader (j: JournalHeader | null, part: BatchPart): Journal
     readAt: older ? part.to : j.readAt,
     readAtGeneration: older ? part.generation : j.readAtGeneration,
     parts: j.parts + 1,
-    upto: part.range !== undefined ? copyUpto : j.upto,
-    copyDone: j.copyDone || (part.range !== undefined && copyUpto === null)
+    upto: part.range !== undefined ? copyUpto : walk !== false ? walk : j.upto,
+    copyDone: j.copyDone || (part.range !== undefined && copyUpto === null),
+    resumable: walk !== false
   }
 }

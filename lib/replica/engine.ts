@@ -115,7 +115,7 @@ export class ReplicaEngine {
       const header = journal === undefined ? null : decodeJournal(journal)
       this.#staged = header === null ? null : { header, held: null }
       if (header?.committed === true) await this.#applyJournal(header)
-      else if (header !== null && !header.full) await this.#dropStaged()
+      else if (header !== null && !header.full && !header.resumable) await this.#dropStaged()
       else if (header === null) await this.#journal.clear()
       this.#foreign = await this.#detectForeign()
       this.#demotedRecords = this.#state.demoted !== null ? await demotedRecords(this.#db) : null
@@ -157,9 +157,14 @@ export class ReplicaEngine {
   hello (): ReplicaHello {
     const staged = this.#staged
     const j = staged !== null && staged.held === null ? staged.header : null
-    const pending: PendingCopy | null = j !== null && j.full && !j.committed && !j.copyDone
-      ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto }
-      : null
+    const pending: PendingCopy | null = j === null || j.committed
+      ? null
+      : j.full && !j.copyDone
+        ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto }
+        // An incremental batch resumes between keys, not in the middle of a value's pieces.
+        : !j.full && j.resumable && j.piece === null && j.from === this.#state.watermark
+          ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto, from: j.from }
+          : null
     const { generation, watermark, history, demoted } = this.#state
     return {
       generation,

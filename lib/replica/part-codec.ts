@@ -36,6 +36,7 @@ export function validatePart (input: unknown): BatchPart {
   if (!Array.isArray(p.ops)) throw bad('ops must be an array')
   if (p.overwrite !== undefined && p.overwrite !== null && typeof p.overwrite !== 'boolean') throw bad('overwrite must be a boolean')
   if (p.overwrite === true && (!p.full || p.index !== 0)) throw bad('only the first part of a full batch can overwrite')
+  if (p.ordered !== undefined && p.ordered !== null && (typeof p.ordered !== 'boolean' || (p.ordered && p.full))) throw bad('ordered is a boolean, for incremental batches')
   let history: BatchPart['history']
   if (p.history !== undefined && p.history !== null) {
     const h = p.history as Record<string, unknown>
@@ -80,6 +81,7 @@ export function validatePart (input: unknown): BatchPart {
   if (history !== undefined) part.history = history
   if (rejoin !== undefined) part.rejoin = rejoin
   if (p.repair === true) part.repair = true
+  if (p.ordered === true) part.ordered = true
   return part
 }
 

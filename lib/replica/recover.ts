@@ -5,7 +5,7 @@ import { inspectStore, type StoreReport } from './inspect'
 
 /** What `recoverStore` did, and the store as it is afterwards. */
 export interface RecoveryReport {
-  /** `applied`: a committed batch was applied; `dropped`: an uncommitted batch was discarded; `kept`: a staged full copy was kept for the primary to resume; `none`: nothing to do. */
+  /** `applied`: a committed batch was applied; `dropped`: an uncommitted batch was discarded; `kept`: a staged batch (a full copy, or an incremental batch that can resume) was kept for the primary to resume; `none`: nothing to do. */
   action: 'applied' | 'dropped' | 'kept' | 'none'
   after: StoreReport
   text: string
@@ -13,7 +13,8 @@ export interface RecoveryReport {
 
 /**
  * Runs a replica's recovery on a closed store (`mirror-level recover`): a committed journal is
- * applied, an uncommitted incremental one dropped, an uncommitted full copy kept (the replica's
+ * applied, an uncommitted one kept if its primary can resume it (a full copy, an incremental batch
+ * whose parts were ordered) and dropped otherwise (the replica's
  * data is untouched by it). Afterwards plain `level` reads a real state of the primary. A primary's
  * or a plain store is left as it is. The db is closed at the end.
  */
@@ -49,11 +50,11 @@ export async function recoverStore (db: InnerDb): Promise<RecoveryReport> {
   const after = await inspectStore(db)
   await db.close()
   const staged = before.replica!.staged
-  const action = staged === null ? 'none' : staged.committed ? 'applied' : staged.full ? 'kept' : 'dropped'
+  const action = staged === null ? 'none' : staged.committed ? 'applied' : after.replica?.staged !== null ? 'kept' : 'dropped'
   const what = {
     applied: `applied the committed batch: the replica is at seq ${after.replica!.watermark}`,
     dropped: `dropped an uncommitted batch to seq ${staged?.to ?? 0}: the replica stays at seq ${after.replica!.watermark}`,
-    kept: `kept a staged full copy for the primary to resume; the replica's data is untouched by it (seq ${after.replica!.watermark})`,
+    kept: `kept a staged ${staged?.full === true ? 'full copy' : 'batch'} for the primary to resume; the replica's data is untouched by it (seq ${after.replica!.watermark})`,
     none: `nothing to recover: the replica is at seq ${after.replica!.watermark}`
   }[action]
   const note = salvaged ? '\nLevelDB reported corruption: its repair salvaged what could be read; verify the replica against its primary (mirror-level verify --repair) to mend what was lost' : ''

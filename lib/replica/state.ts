@@ -43,6 +43,11 @@ export interface JournalHeader {
   readAtGeneration: string
   /** The apply of this committed batch has begun: the user data may be a mix of two states until it ends. */
   applying: boolean
+  /**
+   * An incremental batch whose parts so far were all one walk of its keys in key order (`upto` the
+   * last key sent): if it is cut short, a primary may resume it after `upto` instead of starting over.
+   */
+  resumable: boolean
 }
 
 const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -100,6 +105,7 @@ export function decodeJournal (value: Uint8Array): JournalHeader {
     history: isHistory(j.history) ? j.history : null,
     readAt: isSeq(j.readAt) ? j.readAt : j.to,
     readAtGeneration: typeof j.readAtGeneration === 'string' ? j.readAtGeneration : j.generation,
-    applying: j.applying === true
+    applying: j.applying === true,
+    resumable: j.resumable === true
   }
 }

@@ -17,7 +17,7 @@ export interface PartLimits {
 }
 
 export type Plan =
-  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] } }
+  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] }, resume?: { index: number, after: Buffer | null, seq: number } }
   | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null, overwrite?: boolean }
 
 /**
@@ -125,10 +125,14 @@ function opCost (op: ReplicaOp): number {
 }
 const OP_OVERHEAD = 32
 
-/** A chunk of ops for one part; `pieces`: it holds nothing but further pieces of one value. */
+/**
+ * A chunk of ops for one part; `pieces`: it holds nothing but further pieces of one value;
+ * `ordered`: it goes on with one walk, in key order, of every key its source names.
+ */
 export interface OpsChunk {
   ops: ReplicaOp[]
   pieces: boolean
+  ordered?: boolean
 }
 
 /**
@@ -177,13 +181,17 @@ const KEY_SET_BOUNDS: KeySetBounds = { maxKeys: 262_144, maxBytes: 16 * 1024 * 1
 
 /**
  * Ops for the keys changed in `(after, to]`: every key the log names there, once, with its value
- * in the snapshot (or a del). A key set larger than the bounds above is shipped in rounds; a key
- * named in two rounds is shipped twice with the same value, which is harmless.
+ * in the snapshot (or a del); those up to `skip` left out (a resumed batch has them). A key set
+ * larger than the bounds above is shipped in rounds; a key named in two rounds is shipped twice
+ * with the same value, which is harmless. Chunks of a set shipped in one round are `ordered`.
  */
-async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = []): AsyncGenerator<OpsChunk> {
+async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = [], skip: Buffer | null = null): AsyncGenerator<OpsChunk> {
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
-  const flush = async function * (): AsyncGenerator<OpsChunk> {
+  let rounds = 0
+  const flush = async function * (last: boolean): AsyncGenerator<OpsChunk> {
+    // One round for the whole set (the first flush is the last): one walk in key order.
+    const ordered = last && rounds++ === 0
     // In key order: the snapshot reads then walk the store forward.
     const list = [...keys.values()].sort(Buffer.compare)
     keys = new Map()
@@ -195,24 +203,28 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
       const values: Array<Buffer | undefined> = await source.db.getMany(page, { ...BUFFERS, snapshot: source.snapshot })
       for (let i = 0; i < page.length; i++) {
         const value = values[i]
-        yield * part.add(value === undefined ? { type: 'del', key: page[i] } : { type: 'put', key: page[i], value })
+        for (const chunk of part.add(value === undefined ? { type: 'del', key: page[i] } : { type: 'put', key: page[i], value })) yield { ...chunk, ordered }
       }
     }
-    if (part.ops.length > 0) yield part.take()
+    if (part.ops.length > 0) yield { ...part.take(), ordered }
   }
   const add = async function * (key: Buffer): AsyncGenerator<OpsChunk> {
+    if (skip !== null && Buffer.compare(key, skip) <= 0) return
     const id = key.toString('latin1')
     if (keys.has(id)) return
     keys.set(id, key)
     keyBytes += key.length + 64
-    if (keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes) yield * flush()
+    if (keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes) {
+      rounds++
+      yield * flush(false)
+    }
   }
   // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
   for (const key of also) yield * add(key)
   for await (const record of readRecords(source, after, to)) {
     for (const key of record.keys ?? []) yield * add(key)
   }
-  if (keys.size > 0) yield * flush()
+  if (keys.size > 0 || rounds === 0) yield * flush(true)
 }
 
 /** Every user entry of the snapshot after key `after`, in key order, a part's worth at a time. */
@@ -238,7 +250,7 @@ async function * copyOps (source: SnapshotSource, after: Buffer | null, limits: 
  * two parts in memory (one of lookahead, to know which part is the last).
  */
 export async function * buildParts (source: SnapshotSource, plan: Plan, generation: string, limits: PartLimits): AsyncGenerator<BatchPart> {
-  let index = plan.kind === 'full' && plan.resume !== null ? plan.resume.index : 0
+  let index = plan.kind === 'full' && plan.resume !== null ? plan.resume.index : plan.kind === 'incremental' && plan.resume !== undefined ? plan.resume.index : 0
   let held: BatchPart | null = null
   const emit = function * (part: Omit<BatchPart, 'index' | 'final' | 'generation'>): Generator<BatchPart> {
     if (held !== null) yield held
@@ -248,8 +260,21 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
   }
 
   if (plan.kind === 'incremental') {
-    for await (const { ops } of changedOps(source, plan.from, plan.to, limits, plan.rejoin?.keys)) {
-      yield * emit({ from: plan.from, to: plan.to, full: false, ops })
+    const walk = (ordered: boolean | undefined): { ordered?: true } => ordered === true ? { ordered: true } : {}
+    if (plan.resume === undefined) {
+      for await (const { ops, ordered } of changedOps(source, plan.from, plan.to, limits, plan.rejoin?.keys)) {
+        yield * emit({ from: plan.from, to: plan.to, full: false, ops, ...walk(ordered && plan.rejoin === undefined) })
+      }
+    } else {
+      // A resumed batch: the keys of `(from, seq]` its staged parts did not reach yet, then every
+      // key changed after `seq` (the staged values were read at `seq` or later), all as they are now.
+      const { after, seq } = plan.resume
+      for await (const { ops, ordered } of changedOps(source, plan.from, seq, limits, [], after)) {
+        yield * emit({ from: plan.from, to: plan.to, full: false, ops, ...walk(ordered) })
+      }
+      if (seq < plan.to) {
+        for await (const { ops } of changedOps(source, seq, plan.to, limits)) yield * emit({ from: plan.from, to: plan.to, full: false, ops })
+      }
     }
     // A batch with nothing to change still moves the watermark (e.g. writes that were refused).
     if (held === null) yield * emit({ from: plan.from, to: plan.to, full: false, ops: [] })
@@ -292,7 +317,8 @@ export function * tailParts (ops: ReplicaOp[], plan: Plan & { kind: 'incremental
   let held: BatchPart | null = null
   const emit = function * (chunk: ReplicaOp[]): Generator<BatchPart> {
     if (held !== null) yield held
-    held = { generation, from: plan.from, to: plan.to, index: index++, final: false, full: false, ops: chunk }
+    // The tail's ops are every key of the batch once, in key order: one walk.
+    held = { generation, from: plan.from, to: plan.to, index: index++, final: false, full: false, ordered: true, ops: chunk }
   }
   for (const op of ops) for (const chunk of buffer.add(op)) yield * emit(chunk.ops)
   if (buffer.ops.length > 0 || held === null) yield * emit(buffer.take().ops)

@@ -256,6 +256,9 @@ export class Replicator {
     let plans: Plan[] = [plan]
     if (plan.kind === 'full' || plan.rejoin !== undefined) {
       this.#setState('syncing')
+    } else if (plan.resume !== undefined) {
+      // A journaled batch the replica holds in part: finished as one batch, to this head.
+      this.#setState('streaming')
     } else {
       this.#setState('streaming')
       let from = plan.from
@@ -388,8 +391,12 @@ export class Replicator {
       return { kind: 'full', to, resume: null, overwrite: true }
     }
     const mine = resume !== null && resume.to <= to && generationAt(this.#host.history(), resume.to) === resume.generation
-    if (mine && await logCovers(source, resume.to, to)) {
+    if (mine && resume.from === undefined && await logCovers(source, resume.to, to)) {
       return { kind: 'full', to, resume: { index: resume.parts, after: resume.upto, seq: resume.to }, overwrite }
+    }
+    // A journaled incremental batch cut short: the rest of its keys, and what changed since.
+    if (mine && resume.from !== undefined && this.consistent && resume.from === this.watermark && await logCovers(source, resume.from, to)) {
+      return { kind: 'incremental', from: resume.from, to, resume: { index: resume.parts, after: resume.upto, seq: resume.to } }
     }
     if (this.consistent && await logCovers(source, this.watermark, to)) {
       return { kind: 'incremental', from: this.watermark, to }
