@@ -199,6 +199,8 @@ export class Replicator {
     while (true) {
       if (this.#holds.length > 0 && !this.#closing) {
         await this.#serveHolds()
+        // It shipped from the replica's watermark: what the hello said was staged is gone or stale.
+        resume = null
         continue
       }
       const behind = this.#host.head() > this.watermark || !this.consistent
