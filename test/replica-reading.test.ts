@@ -4,12 +4,27 @@ import { MemoryLevel } from 'memory-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
 import { LevelReplica } from '../adapters/level'
 import { ReplicaEngine } from '../lib/replica/engine'
+import type { BatchPart } from '../lib/adapter'
 import { tempDir, userData } from './helpers'
 import { PrimaryStates, serialize, sleep, until } from './replication-helpers'
 import { runCli } from './tcp-helpers'
 
 const gen = 'g1'
 const put = (k: string, v: string): { type: 'put', key: Buffer, value: Buffer } => ({ type: 'put', key: Buffer.from(k), value: Buffer.from(v) })
+
+// An engine on `db` at seq 1 ('a' and 'z' old), a reader on it, and a journaled batch to seq 2 in
+// two parts (3000 new keys, 'a' and 'z' new), its first part staged.
+async function journaledBatch (db: MemoryLevel<Buffer, Buffer>): Promise<{ engine: ReplicaEngine, reader: import('../lib/replica/reader').ReplicaReader, parts: BatchPart[] }> {
+  const engine = new ReplicaEngine(db as never, { maxApplyBytes: 1 })
+  await engine.open()
+  await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old'), put('z', 'old')] })
+  const { ReplicaReader } = await import('../lib/replica/reader')
+  const reader = new ReplicaReader(engine)
+  await reader.open()
+  const parts = [0, 1].map((i) => ({ generation: gen, from: 1, to: 2, index: i, final: i === 1, full: false, ops: Array.from({ length: 1500 }, (_, j) => put(`k${i}-${j}`, 'new')).concat(i === 1 ? [put('a', 'new'), put('z', 'new')] : []) }))
+  await engine.apply(parts[0])
+  return { engine, reader, parts }
+}
 
 // 64 writers, each putting to keys of a shared pool, while batches ship in parts of 20 ops.
 async function concurrentWrites (db: MirrorLevel, rounds: number): Promise<void> {
@@ -101,14 +116,7 @@ describe('reading a live replica', () => {
       }
     }
     const rdb = new GatedLevel()
-    const engine = new ReplicaEngine(rdb as never, { maxApplyBytes: 1 })
-    await engine.open()
-    await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old'), put('z', 'old')] })
-    const { ReplicaReader } = await import('../lib/replica/reader')
-    const reader = new ReplicaReader(engine)
-    await reader.open()
-    const parts = [0, 1].map((i) => ({ generation: gen, from: 1, to: 2, index: i, final: i === 1, full: false, ops: Array.from({ length: 1500 }, (_, j) => put(`k${i}-${j}`, 'new')).concat(i === 1 ? [put('a', 'new'), put('z', 'new')] : []) }))
-    await engine.apply(parts[0])
+    const { engine, reader, parts } = await journaledBatch(rdb)
     // batches from here: the final part with its commit record, then the apply, 1000 ops at a time
     rdb.holdAt = rdb.batches + 3
     const applying = engine.apply(parts[1])
@@ -142,14 +150,7 @@ describe('a journaled apply that fails half way', () => {
       }
     }
     const rdb = new FailingLevel()
-    const engine = new ReplicaEngine(rdb as never, { maxApplyBytes: 1 })
-    await engine.open()
-    await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old'), put('z', 'old')] })
-    const { ReplicaReader } = await import('../lib/replica/reader')
-    const reader = new ReplicaReader(engine)
-    await reader.open()
-    const parts = [0, 1].map((i) => ({ generation: gen, from: 1, to: 2, index: i, final: i === 1, full: false, ops: Array.from({ length: 1500 }, (_, j) => put(`k${i}-${j}`, 'new')).concat(i === 1 ? [put('a', 'new'), put('z', 'new')] : []) }))
-    await engine.apply(parts[0])
+    const { engine, reader, parts } = await journaledBatch(rdb)
     // batches from here: the final part with its commit record, then the apply, 1000 ops at a time
     rdb.failAt = rdb.batches + 3
     await expect(engine.apply(parts[1])).rejects.toThrow('injected write failure')

@@ -34,6 +34,21 @@ class FailingLink extends TestAdapter {
   }
 }
 
+// A primary on `inner` mirroring to a FailingLink with `options`, synced, then stalled in the
+// middle of shipping one write: what is written next piles up as a backlog.
+async function stalled (inner: MemoryLevel, options: Record<string, unknown>, restartOnFail: boolean): Promise<{ link: FailingLink, db: MirrorLevel }> {
+  const link = new FailingLink(new MemoryLevel() as never, options as never)
+  link.restartOnFail = restartOnFail
+  const db = new MirrorLevel(inner, { replicas: [link] })
+  await db.open()
+  await db.put('hot', 'start')
+  await db.replicated()
+  link.stall()
+  await db.put('hot', 'stalled')
+  await until(() => link.parts.length > link.applies)
+  return { link, db }
+}
+
 const value = (i: number): string => `${i}`.padEnd(500, '.')
 
 describe('a journaled incremental batch cut short', () => {
@@ -42,16 +57,8 @@ describe('a journaled incremental batch cut short', () => {
       const inner = new MemoryLevel()
       const states = new PrimaryStates(inner as never)
       // Parts of ~4 KiB, and anything over 16 KiB goes through the replica's journal.
-      const link = new FailingLink(new MemoryLevel() as never, { maxDelay: 0, maxBatchBytes: 4096, maxApplyBytes: 16 * 1024 } as never)
-      link.restartOnFail = restart
-      const db = new MirrorLevel(inner, { replicas: [link] })
-      await db.open()
-      await db.put('hot', 'start')
-      await db.replicated()
+      const { link, db } = await stalled(inner, { maxDelay: 0, maxBatchBytes: 4096, maxApplyBytes: 16 * 1024 }, restart)
       // A backlog that no step can be cut in: every write also changes 'hot'.
-      link.stall()
-      await db.put('hot', 'stalled')
-      await until(() => link.parts.length > link.applies)
       for (let i = 0; i < 200; i++) await db.batch([{ type: 'put', key: `k${String(i).padStart(4, '0')}`, value: value(i) }, { type: 'put', key: 'hot', value: String(i) }])
       // Parts of the backlog's batch go through: two links fail in the middle of it.
       const before = link.calls
@@ -105,15 +112,7 @@ describe('a journaled incremental batch cut short', () => {
         const inner = new MemoryLevel()
         const states = new PrimaryStates(inner as never)
         // Every batch through the journal, in parts of a few ops.
-        const link = new FailingLink(new MemoryLevel() as never, { maxDelay: 0, maxBatchOps, maxApplyBytes: 1 } as never)
-        link.restartOnFail = restartOnFail
-        const db = new MirrorLevel(inner, { replicas: [link] })
-        await db.open()
-        await db.put('hot', 'start')
-        await db.replicated()
-        link.stall()
-        await db.put('hot', 'stalled')
-        await until(() => link.parts.length > link.applies)
+        const { link, db } = await stalled(inner, { maxDelay: 0, maxBatchOps, maxApplyBytes: 1 }, restartOnFail)
         let n = 0
         const apply = (w: { keys: string[], del: boolean }): Promise<void> => db.batch(w.keys.map((k, i) => w.del && i === 0 ? { type: 'del' as const, key: k } : { type: 'put' as const, key: k, value: `v${n++}` }))
         for (const w of backlog) await apply(w)
