@@ -48,11 +48,17 @@ export interface BatchPart {
   range?: { after: Buffer | null, upto: Buffer | null }
   /**
    * For an incremental batch: this part goes on with one walk, in key order, of the keys changed
-   * in `(from, r]`, `r` the seq its first part was read at (its `to`), so that with it every one of
-   * them up to this part's last key has been sent. A journaled batch whose parts all say so can
-   * resume after that key (see `PendingCopy.from`).
+   * in `(from, to]`, so that with it every one of them up to this part's last key has been sent
+   * with its value at `to` or one it still had then. A journaled batch whose parts all say so (or
+   * `refresh`) can resume after that key (see `PendingCopy.from`).
    */
   ordered?: boolean
+  /**
+   * For a resumed incremental batch, before its walk goes on: keys up to the walk's last key that
+   * changed after the staged parts were read (`PendingCopy.to`), with their values at `to`. Once
+   * they are all sent, the first `ordered` part that follows makes `to` the batch's read point.
+   */
+  refresh?: boolean
   /**
    * On the first part of a full batch: replace what the replica holds although it did not come
    * from this primary's line (the adapter's `overwrite` option). Without it such a replica refuses
@@ -86,8 +92,9 @@ export interface PendingCopy {
   upto: Buffer | null
   /**
    * For an incremental batch (absent: a full copy): the watermark it starts from. Its staged parts
-   * hold every key changed in `(from, to]` up to `upto`; the rest of them, and every key changed
-   * after `to`, complete it.
+   * hold every key changed in `(from, to]` up to `upto`, with its value at `to` or later; those of
+   * them changed after `to` (sent again), then every key changed in `(from, head]` after `upto`,
+   * complete it.
    */
   from?: number
 }

@@ -126,6 +126,12 @@ describe('a journaled incremental batch cut short', () => {
         }
         await db.replicated()
         resumes += link.hellos.filter((h) => h.pending !== null && h.pending.from !== undefined).length
+        // However often it was cut short, in its walk or in a refresh, the backlog's batch started
+        // over only where the link failed on its first part (nothing staged yet).
+        const backlogFrom = link.parts[before - 1].to
+        const firsts = link.parts.filter((p) => p.from === backlogFrom && p.index === 0).length
+        const failedFirsts = [...link.failAt].filter((call) => call <= link.calls && link.parts[call - 1]?.from === backlogFrom && link.parts[call - 1]?.index === 0).length
+        expect(firsts).toBeLessThanOrEqual(1 + failedFirsts)
         let last = -1
         for (const [watermark, data] of link.observed) {
           expect(watermark).toBeGreaterThanOrEqual(last)
@@ -149,6 +155,16 @@ describe('a journaled incremental batch cut short', () => {
     // Ordered parts: the journal can resume after 'c'.
     await engine.apply({ generation: 'g1', from: 1, to: 5, index: 0, final: false, full: false, ordered: true, ops: [put('b'), put('c')] })
     expect(engine.hello().pending).toMatchObject({ from: 1, to: 5, parts: 1, upto: Buffer.from('c') })
+    // Resumed at seq 6: a refresh of staged keys changed since seq 5 keeps the read point at 5
+    // (cut short now, the next resume must refresh from 5 again); the walk going on moves it to 6.
+    await engine.apply({ generation: 'g1', from: 1, to: 6, index: 1, final: false, full: false, refresh: true, ops: [put('b')] })
+    expect(engine.hello().pending).toMatchObject({ from: 1, to: 5, parts: 2, upto: Buffer.from('c') })
+    await engine.apply({ generation: 'g1', from: 1, to: 6, index: 2, final: false, full: false, ordered: true, ops: [put('d')] })
+    expect(engine.hello().pending).toMatchObject({ from: 1, to: 6, parts: 3, upto: Buffer.from('d') })
+    // A refresh of a key past the walk's last one is not one: no longer resumable.
+    await engine.apply({ generation: 'g1', from: 1, to: 7, index: 3, final: false, full: false, refresh: true, ops: [put('e')] })
+    expect(engine.hello().pending).toBeNull()
+    await engine.apply({ generation: 'g1', from: 1, to: 5, index: 0, final: false, full: false, ordered: true, ops: [put('b'), put('c')] })
     // A part that goes back in key order: no longer resumable.
     await engine.apply({ generation: 'g1', from: 1, to: 5, index: 1, final: false, full: false, ordered: true, ops: [put('b2')] })
     expect(engine.hello().pending).toBeNull()

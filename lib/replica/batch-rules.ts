@@ -86,8 +86,12 @@ export function followHeader (j: JournalHeader | null, part: BatchPart): Journal
     throw bad(`part ${part.index} does not follow the staged batch (${j === null ? 'none' : `${j.parts} parts`})`)
   }
   if (!part.full && (j.from !== part.from || (j.to !== part.to && !resumed))) throw bad('a later part of an incremental batch must have its batch\'s from and to (or resume one that can be)')
-  // A key before the walk's last one may be one the staged parts skipped: no resuming after this.
-  const walk = !part.full && j.resumable && (j.upto === null || part.ops.length === 0 || Buffer.compare(part.ops[0].key, j.upto) >= 0) ? walked(j.upto, part) : false
+  // A key before the walk's last one may be one the staged parts skipped: no resuming after this,
+  // unless it is sent again as it is now (a refresh, before the walk goes on).
+  const refresh = !part.full && j.resumable && part.refresh === true && part.ops.every((op) => j.upto !== null && Buffer.compare(op.key, j.upto) <= 0)
+  const walk = refresh ? j.upto : !part.full && j.resumable && (j.upto === null || part.ops.length === 0 || Buffer.compare(part.ops[0].key, j.upto) >= 0) ? walked(j.upto, part) : false
+  // The walk goes on after a refresh to `to`: what is staged is as it was at `to`.
+  const moved = !part.full && !refresh && walk !== false && part.to > j.readAt
   const copyUpto = part.range !== undefined ? part.range.upto : null
   if (part.full) {
     if (part.range !== undefined) {
@@ -98,13 +102,14 @@ export function followHeader (j: JournalHeader | null, part: BatchPart): Journal
     }
     if (part.to < j.to) throw bad('a resumed copy cannot go back in seq')
   }
-  const older = part.range !== undefined && part.to < j.readAt
+  // A copy part read at an older seq than the rest, or a walk that goes on after a refresh.
+  const readNow = (part.range !== undefined && part.to < j.readAt) || moved
   return {
     ...j,
     generation: part.generation,
     to: part.to,
-    readAt: older ? part.to : j.readAt,
-    readAtGeneration: older ? part.generation : j.readAtGeneration,
+    readAt: readNow ? part.to : j.readAt,
+    readAtGeneration: readNow ? part.generation : j.readAtGeneration,
     parts: j.parts + 1,
     upto: part.range !== undefined ? copyUpto : walk !== false ? walk : j.upto,
     copyDone: j.copyDone || (part.range !== undefined && copyUpto === null),

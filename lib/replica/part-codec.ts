@@ -37,6 +37,7 @@ export function validatePart (input: unknown): BatchPart {
   if (p.overwrite !== undefined && p.overwrite !== null && typeof p.overwrite !== 'boolean') throw bad('overwrite must be a boolean')
   if (p.overwrite === true && (!p.full || p.index !== 0)) throw bad('only the first part of a full batch can overwrite')
   if (p.ordered !== undefined && p.ordered !== null && (typeof p.ordered !== 'boolean' || (p.ordered && p.full))) throw bad('ordered is a boolean, for incremental batches')
+  if (p.refresh !== undefined && p.refresh !== null && (typeof p.refresh !== 'boolean' || (p.refresh && (p.full || p.ordered === true || p.index === 0)))) throw bad('refresh is a boolean, for later parts of an incremental batch that are not ordered')
   let history: BatchPart['history']
   if (p.history !== undefined && p.history !== null) {
     const h = p.history as Record<string, unknown>
@@ -82,6 +83,7 @@ export function validatePart (input: unknown): BatchPart {
   if (rejoin !== undefined) part.rejoin = rejoin
   if (p.repair === true) part.repair = true
   if (p.ordered === true) part.ordered = true
+  if (p.refresh === true) part.refresh = true
   return part
 }
 

@@ -181,11 +181,11 @@ const KEY_SET_BOUNDS: KeySetBounds = { maxKeys: 262_144, maxBytes: 16 * 1024 * 1
 
 /**
  * Ops for the keys changed in `(after, to]`: every key the log names there, once, with its value
- * in the snapshot (or a del); those up to `skip` left out (a resumed batch has them). A key set
+ * in the snapshot (or a del); only those after `keys.after`, or up to `keys.upto`. A key set
  * larger than the bounds above is shipped in rounds; a key named in two rounds is shipped twice
  * with the same value, which is harmless. Chunks of a set shipped in one round are `ordered`.
  */
-async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = [], skip: Buffer | null = null): AsyncGenerator<OpsChunk> {
+async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = [], only: { after?: Buffer | null, upto?: Buffer } = {}): AsyncGenerator<OpsChunk> {
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
   let rounds = 0
@@ -209,7 +209,7 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     if (part.ops.length > 0) yield { ...part.take(), ordered }
   }
   const add = async function * (key: Buffer): AsyncGenerator<OpsChunk> {
-    if (skip !== null && Buffer.compare(key, skip) <= 0) return
+    if ((only.after !== undefined && only.after !== null && Buffer.compare(key, only.after) <= 0) || (only.upto !== undefined && Buffer.compare(key, only.upto) > 0)) return
     const id = key.toString('latin1')
     if (keys.has(id)) return
     keys.set(id, key)
@@ -266,14 +266,17 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
         yield * emit({ from: plan.from, to: plan.to, full: false, ops, ...walk(ordered && plan.rejoin === undefined) })
       }
     } else {
-      // A resumed batch: the keys of `(from, seq]` its staged parts did not reach yet, then every
-      // key changed after `seq` (the staged values were read at `seq` or later), all as they are now.
+      // A resumed batch: first the keys its staged parts hold (up to `after`) that changed since
+      // they were read at `seq`, as they are now; then the walk goes on after `after` over every
+      // key changed in `(from, to]`. Cut short in either, it resumes again.
       const { after, seq } = plan.resume
-      for await (const { ops, ordered } of changedOps(source, plan.from, seq, limits, [], after)) {
-        yield * emit({ from: plan.from, to: plan.to, full: false, ops, ...walk(ordered) })
+      if (after !== null && seq < plan.to) {
+        for await (const { ops } of changedOps(source, seq, plan.to, limits, [], { upto: after })) {
+          yield * emit({ from: plan.from, to: plan.to, full: false, ops, refresh: true })
+        }
       }
-      if (seq < plan.to) {
-        for await (const { ops } of changedOps(source, seq, plan.to, limits)) yield * emit({ from: plan.from, to: plan.to, full: false, ops })
+      for await (const { ops, ordered } of changedOps(source, plan.from, plan.to, limits, [], { after })) {
+        yield * emit({ from: plan.from, to: plan.to, full: false, ops, ...walk(ordered) })
       }
     }
     // A batch with nothing to change still moves the watermark (e.g. writes that were refused).
