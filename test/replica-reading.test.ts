@@ -138,6 +138,36 @@ describe('reading a live replica', () => {
 })
 
 describe('a journaled apply that fails half way', () => {
+  it('goes on from the last part it applied when it is finished, not from the first', async () => {
+    class FailingLevel extends MemoryLevel<Buffer, Buffer> {
+      failAt = Infinity
+      batches = 0
+      async _batch (ops: unknown, options: unknown): Promise<void> {
+        if (++this.batches === this.failAt) throw new Error('injected write failure')
+        // @ts-expect-error not in the public types
+        return super._batch(ops, options)
+      }
+    }
+    const rdb = new FailingLevel()
+    const engine = new ReplicaEngine(rdb as never, { maxApplyBytes: 1 })
+    await engine.open()
+    await engine.apply({ generation: gen, from: 0, to: 1, index: 0, final: true, full: true, range: { after: null, upto: null }, ops: [put('a', 'old')] })
+    // Ten parts of 500 ops, each rewriting 'a' too: the last write of 'a' wins only if every part is applied in order.
+    const parts = Array.from({ length: 10 }, (_, i) => ({ generation: gen, from: 1, to: 2, index: i, final: i === 9, full: false, ops: [...Array.from({ length: 499 }, (_, j) => put(`k${i}-${String(j).padStart(3, '0')}`, `v${i}`)), put('a', `p${i}`)] }))
+    for (const part of parts.slice(0, 9)) await engine.apply(part)
+    // From here: the final part staged, the apply's start record, then one write per part: fail in part 7.
+    rdb.failAt = rdb.batches + 2 + 8
+    await expect(engine.apply(parts[9])).rejects.toThrow('injected write failure')
+    const before = rdb.batches
+    expect((await engine.apply(parts[9])).watermark).toBe(2)
+    // Parts 7, 8 and 9 again, and the batch's end: not all ten.
+    expect(rdb.batches - before).toBeLessThanOrEqual(5)
+    expect(String(await rdb.get(Buffer.from('a')))).toBe('p9')
+    expect(String(await rdb.get(Buffer.from('k0-000')))).toBe('v0')
+    expect(String(await rdb.get(Buffer.from('k9-498')))).toBe('v9')
+    await engine.close()
+  })
+
   it('leaves readers on the state before the batch until it is finished', async () => {
     // A replica db that fails one batch: the middle of applying a journal.
     class FailingLevel extends MemoryLevel<Buffer, Buffer> {

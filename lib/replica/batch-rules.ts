@@ -31,7 +31,8 @@ export function firstHeader (part: BatchPart): JournalHeader {
     readAt: part.to,
     readAtGeneration: part.generation,
     applying: false,
-    resumable: walk !== false
+    resumable: walk !== false,
+    appliedParts: 0
   }
 }
 

@@ -387,7 +387,13 @@ export class ReplicaEngine {
       header.applying = true
       await this.#db.put(metaKeys.journal, encodeJournal(header), BUFFERS)
     }
-    await this.#journal.apply(header.parts, () => {})
+    // A part at a time, how far it got recorded with the part's last write: a failed apply goes on
+    // from there when it is finished (an apply from the first part again, thousands of writes,
+    // rarely got through a replica db that fails now and then).
+    await this.#journal.apply(header.parts, () => {}, header.appliedParts, {
+      ops: (next) => [{ type: 'put', key: metaKeys.journal, value: encodeJournal({ ...header, appliedParts: next }) }],
+      done: (next) => { header.appliedParts = next }
+    })
     await this.#db.batch(this.#finishOps(header, true), BUFFERS)
     // Only now: an apply that failed half way leaves the db a mix until it is finished, and readers
     // keep the state from before it until then.

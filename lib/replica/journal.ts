@@ -46,13 +46,16 @@ export class Journal {
   }
 
   /**
-   * Applies parts `0 .. count-1` in order, a chunk of ops at a time: for copy parts, first deletes
-   * the replica's keys in the range that the part does not list. Assembles pieces of large values
-   * across parts. `check` runs between writes (it throws to stop; the caller keeps the journal).
+   * Applies parts `start .. count-1` in order, a chunk of ops at a time: for copy parts, first
+   * deletes the replica's keys in the range that the part does not list. Assembles pieces of large
+   * values across parts. `check` runs between writes (it throws to stop; the caller keeps the
+   * journal). With `progress`, the last write of each part that does not end inside a value also
+   * writes `progress.ops(next)`, and `progress.done(next)` runs once it landed: an apply that
+   * fails can start again at `next` instead of at the first part.
    */
-  async apply (count: number, check: () => void): Promise<void> {
+  async apply (count: number, check: () => void, start = 0, progress?: { ops: (next: number) => InnerOp[], done: (next: number) => void }): Promise<void> {
     let piece: { key: Buffer, chunks: Buffer[] } | null = null
-    for (let i = 0; i < count; i++) {
+    for (let i = start; i < count; i++) {
       check()
       const { range, ops } = await this.read(i)
       if (range !== null && range !== undefined) {
@@ -79,7 +82,10 @@ export class Journal {
           batch = []
         }
       }
+      const done = progress !== undefined && piece === null && i + 1 < count
+      if (done) batch.push(...progress.ops(i + 1))
       if (batch.length > 0) await this.#db.batch(batch, BUFFERS)
+      if (done) progress.done(i + 1)
     }
   }
 }

@@ -48,6 +48,8 @@ export interface JournalHeader {
    * last key sent): if it is cut short, a primary may resume it after `upto` instead of starting over.
    */
   resumable: boolean
+  /** Of a committed batch being applied: the parts applied so far (the apply goes on from there). */
+  appliedParts: number
 }
 
 const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -106,6 +108,7 @@ export function decodeJournal (value: Uint8Array): JournalHeader {
     readAt: isSeq(j.readAt) ? j.readAt : j.to,
     readAtGeneration: typeof j.readAtGeneration === 'string' ? j.readAtGeneration : j.generation,
     applying: j.applying === true,
-    resumable: j.resumable === true
+    resumable: j.resumable === true,
+    appliedParts: isSeq(j.appliedParts) && j.appliedParts <= (j.parts as number) ? j.appliedParts : 0
   }
 }
