@@ -15,10 +15,20 @@ export function freePort (): Promise<number> {
   })
 }
 
+// Servers a test started and did not stop (it failed half way), for test/setup.ts to stop.
+const running = new Set<ChildProcess>()
+
+/** Kills every server `startServer` started that is still running. */
+export function stopServers (): void {
+  for (const child of running) child.kill('SIGKILL')
+}
+
 /** Starts `mirror-level serve` in a child process and resolves once it listens. */
 export function startServer (args: string[]): Promise<{ child: ChildProcess, port: number, stderr: () => string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    running.add(child)
+    child.once('exit', () => running.delete(child))
     let out = ''
     let err = ''
     child.stdout!.on('data', (d) => {
