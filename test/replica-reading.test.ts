@@ -137,17 +137,19 @@ describe('reading a live replica', () => {
   })
 })
 
+// A replica db that fails its `failAt`-th batch (counted from 1).
+class FailingLevel extends MemoryLevel<Buffer, Buffer> {
+  failAt = Infinity
+  batches = 0
+  async _batch (ops: unknown, options: unknown): Promise<void> {
+    if (++this.batches === this.failAt) throw new Error('injected write failure')
+    // @ts-expect-error not in the public types
+    return super._batch(ops, options)
+  }
+}
+
 describe('a journaled apply that fails half way', () => {
   it('goes on from the last part it applied when it is finished, not from the first', async () => {
-    class FailingLevel extends MemoryLevel<Buffer, Buffer> {
-      failAt = Infinity
-      batches = 0
-      async _batch (ops: unknown, options: unknown): Promise<void> {
-        if (++this.batches === this.failAt) throw new Error('injected write failure')
-        // @ts-expect-error not in the public types
-        return super._batch(ops, options)
-      }
-    }
     const rdb = new FailingLevel()
     const engine = new ReplicaEngine(rdb as never, { maxApplyBytes: 1 })
     await engine.open()
@@ -169,16 +171,6 @@ describe('a journaled apply that fails half way', () => {
   })
 
   it('leaves readers on the state before the batch until it is finished', async () => {
-    // A replica db that fails one batch: the middle of applying a journal.
-    class FailingLevel extends MemoryLevel<Buffer, Buffer> {
-      failAt = Infinity
-      batches = 0
-      async _batch (ops: unknown, options: unknown): Promise<void> {
-        if (++this.batches === this.failAt) throw new Error('injected write failure')
-        // @ts-expect-error not in the public types
-        return super._batch(ops, options)
-      }
-    }
     const rdb = new FailingLevel()
     const { engine, reader, parts } = await journaledBatch(rdb)
     // batches from here: the final part with its commit record, then the apply, 1000 ops at a time
