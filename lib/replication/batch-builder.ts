@@ -188,10 +188,11 @@ const KEY_SET_BOUNDS: KeySetBounds = { maxKeys: 262_144, maxBytes: 16 * 1024 * 1
 async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = [], only: { after?: Buffer | null, upto?: Buffer } = {}): AsyncGenerator<OpsChunk> {
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
-  let rounds = 0
+  let flushed = false
   const flush = async function * (last: boolean): AsyncGenerator<OpsChunk> {
     // One round for the whole set (the first flush is the last): one walk in key order.
-    const ordered = last && rounds++ === 0
+    const ordered = last && !flushed
+    flushed = true
     // In key order: the snapshot reads then walk the store forward.
     const list = [...keys.values()].sort(Buffer.compare)
     keys = new Map()
@@ -214,17 +215,14 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     if (keys.has(id)) return
     keys.set(id, key)
     keyBytes += key.length + 64
-    if (keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes) {
-      rounds++
-      yield * flush(false)
-    }
+    if (keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes) yield * flush(false)
   }
   // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
   for (const key of also) yield * add(key)
   for await (const record of readRecords(source, after, to)) {
     for (const key of record.keys ?? []) yield * add(key)
   }
-  if (keys.size > 0 || rounds === 0) yield * flush(true)
+  if (keys.size > 0 || !flushed) yield * flush(true)
 }
 
 /** Every user entry of the snapshot after key `after`, in key order, a part's worth at a time. */

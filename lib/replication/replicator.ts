@@ -179,7 +179,8 @@ export class Replicator {
     const history = this.#host.history()
     const head = this.#host.head()
     const pending = hello.pending
-    this.pendingCopy = pending !== null && pending.to <= head && generationAt(history, pending.to) === pending.generation ? pending.to : null
+    // (A staged incremental batch needs nothing kept: the replica's own watermark holds the log.)
+    this.pendingCopy = pending !== null && pending.from === undefined && pending.to <= head && generationAt(history, pending.to) === pending.generation ? pending.to : null
     this.#maxPartBytes = typeof hello.maxPartBytes === 'number' && hello.maxPartBytes > 0 ? hello.maxPartBytes : Infinity
     this.#knownHistory = typeof hello.checksum === 'string'
     const s = standing(hello, history, head, this.name, this.options.overwrite)
@@ -258,6 +259,12 @@ export class Replicator {
     let plans: Plan[] = [plan]
     if (plan.kind === 'full' || plan.rejoin !== undefined) {
       this.#setState('syncing')
+      // From now on, before anything is read for it, the log must keep what the replica will need
+      // once this copy lands.
+      if (plan.kind === 'full') {
+        this.pendingCopy = plan.to
+        this.#host.changed(this)
+      }
     } else if (plan.resume !== undefined) {
       // A journaled batch the replica holds in part: finished as one batch, to this head.
       this.#setState('streaming')
@@ -335,14 +342,7 @@ export class Replicator {
     let batch = null as { plan: Plan, from: number, history: HistoryEntry[], parts: number, ops: number, bytes: number } | null
     for await (const { plan, part } of shipments) {
       if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
-      if (batch?.plan !== plan) {
-        batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
-        // From now on the log must keep what the replica will need once this copy lands.
-        if (plan.kind === 'full') {
-          this.pendingCopy = plan.to
-          this.#host.changed(this)
-        }
-      }
+      if (batch?.plan !== plan) batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
       const to = plan.to
       if (part.final) part.history = this.#historyFor(plan, batch.history)
       const onReceived = part.final ? () => this.#received(to) : undefined
