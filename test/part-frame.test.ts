@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import type { BatchPart, ReplicaOp } from '../lib/adapter'
-import { encodePartFrame } from '../lib/net/part-frame'
+import { FrameScratch, encodePartFrame, encodePartFrameInto } from '../lib/net/part-frame'
 import { FrameDecoder, encodeFrame } from '../lib/net/protocol'
 import { validatePart } from '../lib/replica/part-codec'
 
@@ -85,5 +85,32 @@ describe('part frames', () => {
       expect(decoder.push(bad)).toEqual([])
       expect(decoder.error?.message).toMatch(/checksum/)
     }
+  })
+
+  it('encoded into reused scratch buffers, are the same frames, and a buffer in use is never written again', () => {
+    fc.assert(fc.property(fc.array(fc.tuple(part, fc.boolean()), { minLength: 1, maxLength: 12 }), (parts) => {
+      const scratch = new FrameScratch()
+      // Frames whose done() was not called yet must keep their bytes while later ones are encoded.
+      const open: Array<{ chunks: Buffer[], copy: Buffer }> = []
+      for (const [p, finish] of parts) {
+        const message = { t: 'part' as const, id: 1, part: p }
+        const frame = encodePartFrameInto(message, scratch)
+        expect(Buffer.concat(frame.chunks).equals(Buffer.concat(encodePartFrame(message)))).toBe(true)
+        if (finish) frame.done()
+        else open.push({ chunks: frame.chunks, copy: Buffer.concat(frame.chunks) })
+      }
+      for (const f of open) expect(Buffer.concat(f.chunks).equals(f.copy)).toBe(true)
+    }), { numRuns: 100 })
+  })
+
+  it('scratch buffers are used again once done', () => {
+    const scratch = new FrameScratch()
+    const p: BatchPart = { generation: 'g', from: 1, to: 2, index: 0, final: true, full: false, range: undefined, ops: [{ type: 'put', key: Buffer.from('k'), value: Buffer.alloc(1000, 3) }] }
+    const first = encodePartFrameInto({ t: 'part', id: 1, part: p }, scratch)
+    first.done()
+    const second = encodePartFrameInto({ t: 'part', id: 2, part: p }, scratch)
+    expect(second.chunks[0].buffer).toBe(first.chunks[0].buffer)
+    const third = encodePartFrameInto({ t: 'part', id: 3, part: p }, scratch)
+    expect(third.chunks[0].buffer).not.toBe(second.chunks[0].buffer)
   })
 })

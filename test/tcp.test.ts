@@ -205,4 +205,47 @@ describe('mirror-level serve and TcpReplica', () => {
     child.kill('SIGTERM')
     expect((await exited(child)).code).toBe(0)
   })
+
+  it('frames waiting behind a slow connection are not overwritten by the ones encoded after them', async () => {
+    const { server, port, dbs } = await memoryServer()
+    // Reads nothing from the primary for a while, then passes its bytes on: its socket backs up,
+    // and part frames (4 MiB each, window 4: more than the kernel's buffers take) wait in Node's
+    // buffer while the next ones are encoded.
+    const proxy = createServer((client) => {
+      const upstream = connect(port, '127.0.0.1')
+      client.on('error', () => {})
+      upstream.on('error', () => {})
+      upstream.pipe(client)
+      client.pipe(upstream)
+      client.on('close', () => upstream.destroy())
+      let stalledOnce = false
+      client.on('data', () => {
+        if (stalledOnce) return
+        stalledOnce = true
+        client.pause()
+        setTimeout(() => client.resume(), 500)
+      })
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const inner = new MemoryLevel({ keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    const db = new MirrorLevel(inner, { replicas: [new TcpReplica({ port: (proxy.address() as AddressInfo).port, resource: 'slow', key: KEY, maxDelay: 300 })] })
+    const downs: unknown[] = []
+    const parts: number[] = []
+    db.on('replica-down', (e) => downs.push(e))
+    db.on('replica-batch', (e) => parts.push(e.parts))
+    await db.open()
+    await db.replicated()
+    // 24 MiB in one coalesced batch, of values below the size frames reference: every byte is
+    // copied into the scratch buffers.
+    for (let round = 0; round < 6; round++) {
+      await db.batch(Array.from({ length: 512 }, (_, i) => ({ type: 'put' as const, key: Buffer.from(`k${round}-${String(i).padStart(4, '0')}`), value: randomBytes(8 * 1024) })))
+    }
+    await db.replicated({ timeout: 20_000 })
+    expect(downs).toEqual([])
+    expect(Math.max(...parts)).toBeGreaterThanOrEqual(3)
+    expect(await serialize([...dbs.values()][0] as never)).toBe(await serialize(inner as never))
+    await db.close()
+    await server.close()
+    proxy.close()
+  })
 })

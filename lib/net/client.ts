@@ -6,7 +6,7 @@ import { MirrorError, codes } from '../errors'
 import {
   DEFAULT_MAX_FRAME_BYTES, FrameDecoder, PROTOCOL_VERSION, checkHello, encodeFrame, proof, proofMatches, type Message
 } from './protocol'
-import { encodePartFrame } from './part-frame'
+import { FrameScratch, encodePartFrameInto } from './part-frame'
 
 /** Where a server is and how to talk to it (TcpReplica's options; restore and status use them too). */
 export interface LinkOptions {
@@ -53,6 +53,7 @@ export class Link {
   #pending = new Map<number, Pending>()
   #inflight = new Set<Promise<unknown>>()
   #failure: Error | null = null
+  #scratch = new FrameScratch()
   #nextId = 1
   #heartbeat: NodeJS.Timeout | null = null
   #lastWatermark = 0
@@ -187,11 +188,13 @@ export class Link {
       this.#socket.write(frame)
       return
     }
-    // One writev for the frame's chunks.
+    // One writev for the frame's chunks; the scratch buffer is used again once it went through.
+    const { chunks, done } = encodePartFrameInto(m as Parameters<typeof encodePartFrameInto>[0], this.#scratch)
     this.#socket.cork()
-    for (const chunk of encodePartFrame(m as Parameters<typeof encodePartFrame>[0])) {
-      this.traffic.sent += chunk.length
-      this.#socket.write(chunk)
+    for (let i = 0; i < chunks.length; i++) {
+      this.traffic.sent += chunks[i].length
+      if (i < chunks.length - 1) this.#socket.write(chunks[i])
+      else this.#socket.write(chunks[i], (err) => { if (err == null) done() })
     }
     this.#socket.uncork()
   }

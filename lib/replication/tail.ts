@@ -54,7 +54,10 @@ export class ValueTail {
       if (entry.seq <= watermark) continue
       for (const op of entry.ops) last.set(op.key.toString('latin1'), op)
     }
-    const ops = [...last.values()].sort((a, b) => Buffer.compare(a.key, b.key))
+    // The strings sort as the keys' bytes do (one char per byte), and far faster.
+    const keys = [...last.keys()].sort()
+    const ops = new Array<ReplicaOp>(keys.length)
+    for (let i = 0; i < keys.length; i++) ops[i] = last.get(keys[i]) as ReplicaOp
     return { to: this.head, ops }
   }
 
