@@ -3,6 +3,7 @@
 import { cpus } from 'node:os'
 import { awaitedPuts, batches4k, captureCost, concurrentPuts, concurrentSized, deviceWrites } from './core'
 import { liveMirroring } from './live'
+import { replicaAway } from './away'
 import { catchUp, coalescingMatrix, withReplica } from './replication'
 import { lag, tcpCatchUp } from './remote'
 import { verifyTime, verifyWire } from './verify'
@@ -20,6 +21,7 @@ const all: Record<string, () => Promise<Result | Result[]>> = {
   catchup: () => catchUp(),
   live: () => withReplica(),
   'live-cpu': () => liveMirroring(),
+  away: () => replicaAway(),
   lag: () => lag(),
   'tcp-catchup': () => tcpCatchUp(),
   verify: () => verifyTime(),

@@ -4,6 +4,7 @@ import { generationAt, type HistoryEntry } from '../history'
 import { verifyReplica, type VerifyOptions, type VerifyReport } from './verifier'
 import type { InnerDb, InnerOp } from '../inner'
 import { ValueTail } from './tail'
+import { CommitTimes } from './commit-times'
 import { Replicator, resolveReplicaOptions, type ReplicaState, type ReplicatorHost } from './replicator'
 
 /** When a write's promise resolves (HAST's names). */
@@ -97,7 +98,7 @@ export class Replication {
   #waiters: Waiter[] = []
   // Recent commits (seq, time, cumulative bytes), for lag in ms and bytes; trimmed to what the
   // slowest replica still lacks and capped, so it stays bounded whatever the backlog.
-  #commits: Array<[number, number, number]> = []
+  #commits = new CommitTimes(MAX_COMMITS)
   #bytes = 0
   #truncatedTo = 0
   #truncatedAt = 0
@@ -133,7 +134,7 @@ export class Replication {
   start (): void {
     // The writes before this open have no times or sizes here: the open stands in for them, so a
     // replica behind it shows a lag of at least the time since the open (not 0).
-    this.#commits.push([this.#host.head(), Date.now(), 0])
+    this.#commits.add(this.#host.head(), Date.now(), 0)
     for (const r of this.replicators) {
       r.start()
       if (r.options.verifyEvery > 0) {
@@ -176,8 +177,7 @@ export class Replication {
     if (this.replicators.some((r) => r.up)) this.#tail.push(seq, ops, bytes + ops.length * 16)
     else this.#tail.clear()
     this.#bytes += bytes
-    this.#commits.push([seq, Date.now(), this.#bytes])
-    if (this.#commits.length > MAX_COMMITS) this.#commits.splice(0, this.#commits.length - MAX_COMMITS)
+    this.#commits.add(seq, Date.now(), this.#bytes)
     for (const r of this.replicators) r.committed()
   }
 
@@ -259,9 +259,7 @@ export class Replication {
       need = Math.min(need, own, r.pendingCopy ?? Infinity)
     }
     if (need === Infinity || this.replicators.length === 0) return
-    let drop = 0
-    while (drop < this.#commits.length && this.#commits[drop][0] <= need) drop++
-    if (drop > 1) this.#commits.splice(0, drop - 1) // keep one: the cumulative bytes at `need`
+    this.#commits.forgetUpTo(need)
     // Truncating is log maintenance in the write pipeline: done when it is worth it (enough
     // records, or a while since the last time), not after every batch.
     // Closing (or closed, with a replicator settling late): the next open truncates what is due.
@@ -290,16 +288,7 @@ export class Replication {
     const now = Date.now()
     return this.replicators.map((r) => {
       const w = r.consistent ? r.watermark : -1
-      let bytes = 0
-      let ms = 0
-      if (w < head) {
-        const first = this.#commits.findIndex(([seq]) => seq > w)
-        if (first !== -1) {
-          ms = now - this.#commits[first][1]
-          // Without the commit before `first` (trimmed), its own bytes are unknown: a lower bound.
-          bytes = this.#bytes - this.#commits[first > 0 ? first - 1 : first][2]
-        }
-      }
+      const { ms, bytes } = w < head ? this.#commits.lag(w, now, this.#bytes) : { ms: 0, bytes: 0 }
       return {
         name: r.name,
         state: r.state,
