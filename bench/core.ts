@@ -43,6 +43,17 @@ export async function concurrentPuts (): Promise<Result> {
   return await concurrentSized(100, '>= 1.2x')
 }
 
+/** Puts issued all at once and awaited together (`Promise.all`), as a bulk load might be written. */
+export async function burstPuts (rounds = 4, puts = 200_000): Promise<Result> {
+  const value = randomBytes(100)
+  const work = async (db: Db) => {
+    await Promise.all(Array.from({ length: puts }, async () => await db.put(randomKey(), value)))
+    return puts
+  }
+  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  return report(`${puts} 100-byte puts issued at once`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], 'none; for reference')
+}
+
 /** Puts one at a time, each awaited before the next: how most apps write. */
 export async function awaitedPuts (size: number, rounds = 8, puts = 20_000): Promise<Result> {
   const value = randomBytes(size)

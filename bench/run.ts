@@ -1,7 +1,7 @@
 // npm run bench [-- name ...]: runs the benchmarks (all by default) and prints ratios against the
 // bare inner db measured in the same run.
 import { cpus } from 'node:os'
-import { awaitedPuts, batches4k, captureCost, concurrentPuts, concurrentSized, deviceWrites } from './core'
+import { awaitedPuts, batches4k, burstPuts, captureCost, concurrentPuts, concurrentSized, deviceWrites } from './core'
 import { liveMirroring } from './live'
 import { replicaAway } from './away'
 import { catchUp, coalescingMatrix, withReplica } from './replication'
@@ -13,6 +13,7 @@ import type { Result } from './harness'
 const all: Record<string, () => Promise<Result | Result[]>> = {
   awaited: async () => [await awaitedPuts(100), await awaitedPuts(1024)],
   batches: () => batches4k(),
+  burst: () => burstPuts(),
   capture: () => captureCost(),
   concurrent: () => concurrentPuts(),
   'concurrent-1k': () => concurrentSized(1024),

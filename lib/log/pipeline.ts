@@ -4,6 +4,7 @@ import { HEAD_EVERY, storedHead } from './records'
 import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { logKey } from '../keyspace'
 import { encodeRecord } from './record-codec'
+import { Queue } from '../queue'
 
 interface PendingWrite {
   ops: InnerOp[]
@@ -47,7 +48,7 @@ export interface PipelineOptions {
 export class Pipeline {
   #inner: InnerDb
   #options: PipelineOptions
-  #queue: Array<PendingWrite | PendingJob> = []
+  #queue = new Queue<PendingWrite | PendingJob>()
   #running = false
   #idleWaiters: Array<() => void> = []
   // After a failed commit we do not know for sure that nothing landed; re-read the head first.
@@ -133,7 +134,7 @@ export class Pipeline {
 
   async #drain (): Promise<void> {
     while (this.#queue.length > 0) {
-      const first = this.#queue[0]
+      const first = this.#queue.peek() as PendingWrite | PendingJob
       if (first.job !== undefined) {
         this.#queue.shift()
         try {
@@ -160,7 +161,7 @@ export class Pipeline {
     let ops = 0
     let bytes = 0
     while (this.#queue.length > 0) {
-      const next = this.#queue[0]
+      const next = this.#queue.peek() as PendingWrite | PendingJob
       if (next.job !== undefined) break
       if (group.length > 0 && (ops + next.ops.length > maxGroupOps || bytes + next.bytes > maxGroupBytes)) break
       this.#queue.shift()
