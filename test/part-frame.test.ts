@@ -112,5 +112,12 @@ describe('part frames', () => {
     expect(second.chunks[0].buffer).toBe(first.chunks[0].buffer)
     const third = encodePartFrameInto({ t: 'part', id: 3, part: p }, scratch)
     expect(third.chunks[0].buffer).not.toBe(second.chunks[0].buffer)
+    // One for a part far above the default bound is not kept.
+    const huge: BatchPart = { ...p, ops: Array.from({ length: 200 }, (_, i) => ({ type: 'put' as const, key: Buffer.from(`k${i}`), value: Buffer.alloc(50_000, 2) })) }
+    const big = encodePartFrameInto({ t: 'part', id: 4, part: huge }, scratch)
+    expect(big.chunks[0].buffer.byteLength).toBeGreaterThan(8 * 1024 * 1024)
+    big.done()
+    const after = encodePartFrameInto({ t: 'part', id: 5, part: huge }, scratch)
+    expect(after.chunks[0].buffer).not.toBe(big.chunks[0].buffer)
   })
 })

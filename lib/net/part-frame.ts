@@ -111,6 +111,8 @@ export class FrameScratch {
   }
 
   give (buffer: Buffer): void {
+    // A part larger than the default bound (a raised maxBatchBytes) is not kept for the link's life.
+    if (buffer.length > KEPT_SCRATCH_BYTES) return
     if (this.#free.length < KEPT_SCRATCH) return void this.#free.push(buffer)
     // Full: keep the larger ones, so that frames grown past the first buffers are reused too.
     const smallest = this.#free.reduce((a, b, i) => (b.length < this.#free[a].length ? i : a), 0)
@@ -122,6 +124,7 @@ export class FrameScratch {
 // buffers of that size cover the parts in flight (one sent, one read ahead).
 const MIN_SCRATCH = 256 * 1024
 const KEPT_SCRATCH = 3
+const KEPT_SCRATCH_BYTES = 8 * 1024 * 1024
 
 /** Writes msgpack into a scratch buffer, leaving large binaries out as chunks of their own. */
 class ChunkWriter {
