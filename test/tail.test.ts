@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import fc from 'fast-check'
 import { ValueTail } from '../lib/replication/tail'
 import type { InnerOp } from '../lib/inner'
@@ -41,5 +43,22 @@ describe('value tail', () => {
     expect(tail.covers(4)).toBe(true)
     tail.trim(5)
     expect(tail.size).toEqual({ seqs: 0, bytes: 0 })
+  })
+
+  it('lets go of the ops of the seqs it drops at once, not when its array is next cut', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const tail = new ValueTail(1024 * 1024)
+    const dropped: Array<WeakRef<Buffer>> = []
+    for (let seq = 1; seq <= 50; seq++) {
+      const value = Buffer.alloc(300 * 1024, seq)
+      if (seq <= 40) dropped.push(new WeakRef(value))
+      tail.push(seq, [{ type: 'put', key: Buffer.from(`k${seq}`), value }], value.length)
+    }
+    tail.trim(40)
+    expect(tail.size.seqs).toBeLessThanOrEqual(10)
+    await new Promise((resolve) => setImmediate(resolve))
+    gc()
+    expect(dropped.filter((r) => r.deref() !== undefined)).toHaveLength(0)
   })
 })

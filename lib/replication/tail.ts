@@ -74,8 +74,11 @@ export class ValueTail {
   }
 
   #drop (): void {
-    this.#bytes -= this.#seqs[this.#start].bytes
-    this.#start++
+    const entry = this.#seqs[this.#start++]
+    this.#bytes -= entry.bytes
+    // Its ops go now, not when the array is next cut: with large values, the 1024 seqs dropped
+    // before a cut held gigabytes (a hostile trial: 3.2 GiB RSS with a 16 MiB tail).
+    entry.ops = []
   }
 
   // Dropped entries are spliced off now and then, not one by one.
