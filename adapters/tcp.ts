@@ -104,8 +104,12 @@ export class TcpReplica implements ReplicaAdapter {
   }
 
   async apply (part: BatchPart, received?: () => void): Promise<PartAck> {
-    const link = this.#link !== null && !this.#link.dead ? this.#link : (await this.#connect()).link
-    return await link.send(part, received, this.options.window ?? 4)
+    // Parts go out on the connection whose hello they were planned from, never on a new one made
+    // here: a new connection's server holds nothing of a batch begun on the old one (cut during a
+    // first copy, the next part was refused as MIRROR_BAD_PART and the replica marked failed). A
+    // dead link fails the part with its own error, and the replicator says hello again.
+    if (this.#link === null) throw new MirrorError(`replica '${this.name}': not connected (hello() first)`, codes.UNREACHABLE)
+    return await this.#link.send(part, received, this.options.window ?? 4)
   }
 
   async fingerprint (ranges: KeyRangeBounds[]): Promise<Fingerprint[]> {

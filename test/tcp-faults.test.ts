@@ -128,6 +128,53 @@ describe('remote replica under faults', () => {
     await server.close()
   }, 150_000)
 
+  it('a first copy cut again and again: every failure is one a retry cures, never a part the server cannot place', async () => {
+    const replicaDb = new MemoryLevel()
+    const server = new MirrorServer({ dir: join(tmp.dir, 'copy-cut'), key: KEY, port: 0, openDb: () => replicaDb as never })
+    const proxy = new FaultProxy((await server.listen()).port)
+    // 4 MiB the new replica copies in parts of 64 KiB (below the server's apply limit: staged in
+    // its memory, so a cut connection takes the staged parts with it); 40 connections cut 64-640
+    // KiB in, and then the link holds.
+    const inner = new MemoryLevel()
+    const value = 'v'.repeat(4096)
+    await inner.batch(Array.from({ length: 1024 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(4, '0')}`, value })))
+    let connections = 0
+    proxy.cutAfter = () => (connections++ < 40 ? (1 + (connections * 7) % 10) * 64 * 1024 : Infinity)
+    const db = new MirrorLevel(inner, { replicas: [new TcpReplica({ port: await proxy.listen(), resource: 'app', key: KEY, maxBatchBytes: 64 * 1024, retryMinDelay: 5, retryMaxDelay: 20 })] })
+    const codes: string[] = []
+    db.on('replica-down', (e) => codes.push(e.error?.code ?? String(e.error)))
+    await db.open()
+    await db.replicated({ timeout: 60_000 })
+    expect(proxy.cuts).toBeGreaterThanOrEqual(30)
+    expect(codes.filter((c) => c !== 'MIRROR_UNREACHABLE')).toEqual([])
+    expect(await userData(replicaDb as never)).toEqual(await mirrorData(db))
+    await db.close()
+    await proxy.close()
+    await server.close()
+  }, 90_000)
+
+  it('a part after the first is never sent on a new connection made for it: the batch fails with the dead link', async () => {
+    const server = new MirrorServer({ dir: join(tmp.dir, 'no-relink'), key: KEY, port: 0, openDb: () => new MemoryLevel() as never })
+    const proxy = new FaultProxy((await server.listen()).port)
+    let connections = 0
+    proxy.cutAfter = () => { connections++; return Infinity }
+    const link = new TcpReplica({ port: await proxy.listen(), resource: 'app', key: KEY })
+    const hello = await link.hello()
+    const part = (index: number) => ({ generation: 'g'.repeat(32), from: hello.watermark, to: hello.watermark + 1, index, final: false, full: false, ops: [{ type: 'put' as const, key: Buffer.from('k'), value: Buffer.from('v') }] })
+    await link.apply(part(0))
+    proxy.dropAll()
+    await until(async () => await link.apply(part(1)).then(() => false, () => true))
+    // Parts 0 and 1 were planned from the first connection's hello; a new one knows neither.
+    await expect(link.apply(part(2))).rejects.toMatchObject({ code: 'MIRROR_UNREACHABLE' })
+    expect(connections).toBe(1)
+    // The replicator's next hello connects again.
+    expect((await link.hello()).watermark).toBe(hello.watermark)
+    expect(connections).toBe(2)
+    await link.close()
+    await proxy.close()
+    await server.close()
+  })
+
   it('a slow link (delay, bandwidth cap) still converges, and the primary never buffers for it', async () => {
     const replicaDb = new MemoryLevel()
     const server = new MirrorServer({ dir: join(tmp.dir, 'slow'), key: KEY, port: 0, openDb: () => replicaDb as never })
