@@ -24,6 +24,7 @@ async function closedPort (): Promise<number> {
 export async function replicaAway (rounds = 2): Promise<Result[]> {
   const dir = benchDir('away')
   const port = await closedPort()
+  const ages: string[] = []
   const keys = Array.from({ length: 5000 }, (_, i) => Buffer.from(`key-${String(i).padStart(6, '0')}`))
   const value = randomBytes(100)
   const side = (name: string, away: boolean) => ({
@@ -32,11 +33,16 @@ export async function replicaAway (rounds = 2): Promise<Result[]> {
       const replicas = away ? [new TcpReplica({ port, resource: 'gone', key: 'k'.repeat(32) })] : []
       const db = new MirrorLevel<Buffer, Buffer>(new ClassicLevel(join(dir, `${name}-${r}`)), { keyEncoding: 'buffer', valueEncoding: 'buffer', replicas, closeTimeout: 1000 })
       await db.open()
+      const began = Date.now()
       for (let i = 0; i < WARM; i++) await db.put(keys[i % keys.length], value)
       const m = await timedCpu(async () => {
         for (let i = 0; i < TIMED; i++) await db.put(keys[i % keys.length], value)
         return TIMED
       })
+      if (away) {
+        const { lag } = db.mirrorStatus().replicas[0]
+        ages.push(`lag ${lag.seqs} seqs, ${(lag.ms / 1000).toFixed(1)} s (away for ${((Date.now() - began) / 1000).toFixed(1)} s), ${(lag.bytes / 1e6).toFixed(1)} MB`)
+      }
       await db.close()
       return m
     }
@@ -47,6 +53,7 @@ export async function replicaAway (rounds = 2): Promise<Result[]> {
                                    puts/s    primary CPU per write
   MirrorLevel, no replica        ${fmt(alone.rate).padStart(8)}    ${us(alone.cpuPerUnit)}
   + an unreachable TcpReplica    ${fmt(away.rate).padStart(8)}    ${us(away.cpuPerUnit)} (${(away.cpuPerUnit / alone.cpuPerUnit).toFixed(2)}x)
-  throughput ratio ${(away.rate / alone.rate).toFixed(2)}x\n`)
+  throughput ratio ${(away.rate / alone.rate).toFixed(2)}x
+  status at the end of each round: ${ages.join('; ')}\n`)
   return [{ title: 'writes while a replica is away: throughput / no replica', ratio: away.rate / alone.rate, target: 'none; for reference' }]
 }

@@ -1,7 +1,11 @@
 /**
  * When each recent commit happened, and how many bytes of user data had been written up to it:
  * what a replica's lag in milliseconds and bytes is read from. At most `max` commits are kept;
- * the oldest go first, and those every replica holds are forgotten as replicas catch up.
+ * those every replica holds are forgotten as replicas catch up. Past `max`, the older half is
+ * thinned (every other one goes) but for the first two: the lag of the replica furthest behind
+ * stays exact however long it is away, and others' is read to the spacing of what is kept.
+ * (Dropping the oldest instead, the age of a 45 s outage showed as 5 s once 100 000 commits had
+ * gone by, and its bytes stopped growing.)
  *
  * Parallel arrays of numbers with a moving start, not an array of tuples cut with `splice`: with a
  * replica away for more than `max` commits, removing the oldest from the front on every commit
@@ -16,6 +20,8 @@ export class CommitTimes {
   readonly #max: number
 
   constructor (max: number) {
+    // Fewer, and thinning the older half (two of which always stay) could free nothing.
+    if (max < 8) throw new RangeError('CommitTimes keeps at least 8 commits')
     this.#max = max
   }
 
@@ -29,8 +35,8 @@ export class CommitTimes {
     this.#seqs.push(seq)
     this.#times.push(time)
     this.#bytes.push(bytes)
-    if (this.size > this.#max) this.#start = this.#seqs.length - this.#max
-    this.#compact()
+    if (this.size > this.#max) this.#thin()
+    else this.#compact()
   }
 
   /** Forgets the commits up to `seq`, but the last of them: the bytes written up to `seq`. */
@@ -57,6 +63,18 @@ export class CommitTimes {
     }
     if (lo === this.#seqs.length) return { ms: 0, bytes: 0 }
     return { ms: now - this.#times[lo], bytes: totalBytes - this.#bytes[lo > this.#start ? lo - 1 : lo] }
+  }
+
+  // Keeps the first two, every other one of the rest of the older half, and the newer half.
+  #thin (): void {
+    const start = this.#start
+    const mid = start + Math.floor(this.size / 2)
+    const keep = (i: number): boolean => i < start + 2 || i >= mid || (i - start) % 2 === 0
+    const pick = (a: number[]): number[] => a.filter((_, i) => i >= start && keep(i))
+    this.#seqs = pick(this.#seqs)
+    this.#times = pick(this.#times)
+    this.#bytes = pick(this.#bytes)
+    this.#start = 0
   }
 
   // Forgotten entries are cut off now and then, not one by one.
