@@ -206,8 +206,18 @@ describe('mirror-level serve and TcpReplica', () => {
     expect((await exited(child)).code).toBe(0)
   })
 
-  it('frames waiting behind a slow connection are not overwritten by the ones encoded after them', async () => {
-    const { server, port, dbs } = await memoryServer()
+  it.each(['tcp', 'tls'])('frames waiting behind a slow connection are not overwritten by the ones encoded after them (%s)', async (kind) => {
+    let tls: { ca: Buffer } | undefined
+    let serverTls: { cert: Buffer, key: Buffer } | undefined
+    if (kind === 'tls') {
+      const cert = join(tmp.dir, 'slow-cert.pem')
+      const pem = join(tmp.dir, 'slow-key.pem')
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', pem, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+      const { readFileSync } = await import('node:fs')
+      tls = { ca: readFileSync(cert) }
+      serverTls = { cert: readFileSync(cert), key: readFileSync(pem) }
+    }
+    const { server, port, dbs } = await memoryServer(serverTls === undefined ? {} : { tls: serverTls })
     // Reads nothing from the primary for a while, then passes its bytes on: its socket backs up,
     // and part frames (4 MiB each, window 4: more than the kernel's buffers take) wait in Node's
     // buffer while the next ones are encoded.
@@ -228,7 +238,7 @@ describe('mirror-level serve and TcpReplica', () => {
     })
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
     const inner = new MemoryLevel({ keyEncoding: 'buffer', valueEncoding: 'buffer' })
-    const db = new MirrorLevel(inner, { replicas: [new TcpReplica({ port: (proxy.address() as AddressInfo).port, resource: 'slow', key: KEY, maxDelay: 300 })] })
+    const db = new MirrorLevel(inner, { replicas: [new TcpReplica({ port: (proxy.address() as AddressInfo).port, resource: 'slow', key: KEY, maxDelay: 300, ...(tls === undefined ? {} : { tls }) })] })
     const downs: unknown[] = []
     const parts: number[] = []
     db.on('replica-down', (e) => downs.push(e))
