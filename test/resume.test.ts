@@ -6,7 +6,7 @@ import type { BatchPart, PartAck, ReplicaHello } from '../lib/adapter'
 import { TcpReplica } from '../adapters/tcp'
 import { MirrorServer } from '../lib/net/server'
 import { tempDir } from './helpers'
-import { PrimaryStates, TestAdapter, serialize, until } from './replication-helpers'
+import { PrimaryStates, TestAdapter, serialize, sleep, until } from './replication-helpers'
 import { FaultProxy } from './tcp-helpers'
 
 // A TestAdapter whose link fails at chosen apply calls (counted from 1), optionally restarting the
@@ -214,4 +214,48 @@ describe('a journaled incremental batch cut short', () => {
       tmp.cleanup()
     }
   })
+
+  it('over TCP: a first copy cut again while resumed, with writes going on, resumes again instead of starting over', async () => {
+    const tmp = tempDir('mirror-level-resume-copy-')
+    const replicaDb = new MemoryLevel()
+    const key = 'feed'.repeat(16)
+    const server = new MirrorServer({ dir: tmp.dir, key, port: 0, openDb: () => replicaDb as never })
+    const proxy = new FaultProxy((await server.listen()).port)
+    // 40 MiB the new replica copies: past the server's 32 MiB apply limit, so journaled.
+    const inner = new MemoryLevel()
+    const chunk = 'c'.repeat(4096)
+    for (let i = 0; i < 10_000; i += 1000) {
+      await inner.batch(Array.from({ length: 1000 }, (_, j) => ({ type: 'put' as const, key: `k${String(i + j).padStart(5, '0')}`, value: chunk })))
+    }
+    // The first connection is cut 34 MiB in, the resumed copy's 3 MiB in, the next 2 MiB in.
+    let connections = 0
+    proxy.cutAfter = () => [34, 3, 2][connections++] * 1024 * 1024 || Infinity
+    const link = new TcpReplica({ port: await proxy.listen(), resource: 'app', key, maxDelay: 0, maxBatchBytes: 256 * 1024, retryMinDelay: 10, retryMaxDelay: 50 })
+    const db = new MirrorLevel(inner, { replicas: [link] })
+    let writing = true
+    let writes = 0
+    try {
+      await db.open()
+      // Writes all along: the head moves past the copy's read point and the log is truncated
+      // behind whatever the replica is known to need.
+      const writer = (async () => { while (writing) { await db.put(`hot${writes++ % 10}`, String(writes)); if (writes % 20 === 0) await sleep(1) } })()
+      const dbg = process.env.DBG ? setInterval(() => { const r = db.mirrorStatus().replicas[0]; console.log(proxy.cuts, r.state, r.watermark, r.consistent, r.errorCode, (link.traffic().sent / 2 ** 20).toFixed(1), db.head?.seq) }, 1000) : null
+      await until(() => proxy.cuts >= 3, 60_000)
+      await until(() => db.mirrorStatus().replicas[0].consistent, 60_000)
+      writing = false
+      if (dbg !== null) clearInterval(dbg)
+      await writer
+      await db.replicated({ timeout: 60_000 })
+      expect(writes).toBeGreaterThan(2000)
+      expect(await serialize(replicaDb as never)).toBe(await serialize(inner as never))
+      // Starting over after the second cut would send 34 + 3 + 40 MiB at least.
+      expect(link.traffic().sent).toBeLessThan(60 * 1024 * 1024)
+    } finally {
+      writing = false
+      await db.close()
+      await proxy.close()
+      await server.close()
+      tmp.cleanup()
+    }
+  }, 120_000)
 })

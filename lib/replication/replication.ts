@@ -259,7 +259,9 @@ export class Replication {
       need = Math.min(need, own, r.pendingCopy ?? Infinity)
     }
     if (need === Infinity || this.replicators.length === 0) return
-    this.#commits.forgetUpTo(need)
+    // A replica without a consistent state (a first copy in flight) lacks every commit: its lag
+    // counts from the open, so the history keeps its oldest entries while there is one.
+    if (this.replicators.every((r) => r.consistent)) this.#commits.forgetUpTo(need)
     // Truncating is log maintenance in the write pipeline: done when it is worth it (enough
     // records, or a while since the last time), not after every batch.
     // Closing (or closed, with a replicator settling late): the next open truncates what is due.

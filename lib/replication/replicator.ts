@@ -49,6 +49,8 @@ export class Replicator {
   // Failed attempts since the last batch that landed: a replica that answers hello but fails
   // every batch still gets backed off.
   #attempt = 0
+  // What the replica's last hello said it had staged.
+  #staged: { to: number, parts: number } | null = null
   // The largest part the transport carries, from the replica's hello.
   #maxPartBytes = Infinity
   // Idle until a commit wakes it (see committed()).
@@ -179,6 +181,11 @@ export class Replicator {
     const history = this.#host.history()
     const head = this.#host.head()
     const pending = hello.pending
+    // More of the same batch staged since the last hello: the link failed, but the batch moved on,
+    // so the next failure is retried soon again (under frequent cuts a first copy otherwise spent
+    // most of its time waiting out a backoff grown to retryMaxDelay).
+    if (pending !== null && this.#staged?.to === pending.to && pending.parts > this.#staged.parts) this.#attempt = 0
+    this.#staged = pending === null ? null : { to: pending.to, parts: pending.parts }
     // (A staged incremental batch needs nothing kept: the replica's own watermark holds the log.)
     this.pendingCopy = pending !== null && pending.from === undefined && pending.to <= head && generationAt(history, pending.to) === pending.generation ? pending.to : null
     this.#maxPartBytes = typeof hello.maxPartBytes === 'number' && hello.maxPartBytes > 0 ? hello.maxPartBytes : Infinity
@@ -260,9 +267,11 @@ export class Replicator {
     if (plan.kind === 'full' || plan.rejoin !== undefined) {
       this.#setState('syncing')
       // From now on, before anything is read for it, the log must keep what the replica will need
-      // once this copy lands.
+      // once this copy lands; a resumed copy, what changed since its staged parts were read (it
+      // ships that last, and cut short again, resumes from there again: holding only from the new
+      // head, the log was truncated under it and every later cut started the copy over).
       if (plan.kind === 'full') {
-        this.pendingCopy = plan.to
+        this.pendingCopy = plan.resume?.seq ?? plan.to
         this.#host.changed(this)
       }
     } else if (plan.resume !== undefined) {
