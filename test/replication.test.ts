@@ -205,6 +205,39 @@ describe('replication', () => {
 })
 
 describe('status after a reopen and a reconnect', () => {
+  it('a replica in the middle of its first copy shows a lag of at least the time since the open', async () => {
+    const inner = new MemoryLevel()
+    await inner.batch(Array.from({ length: 200 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(3, '0')}`, value: 'v' })))
+    const level = new LevelReplica(new MemoryLevel() as never)
+    // Unreachable until `up`; then 20 parts of 10 ops, 30 ms each: the copy takes about 0.6 s.
+    let up = false
+    const adapter = {
+      name: 'slow',
+      options: { maxBatchOps: 10, maxDelay: 0, retryMinDelay: 5, retryMaxDelay: 10 },
+      hello: async () => { if (!up) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }); return await level.hello() },
+      apply: async (part: never, received?: () => void) => { await sleep(30); return await level.apply(part, received) },
+      close: async () => await level.close()
+    }
+    const db = new MirrorLevel(inner, { replicas: [adapter as never] })
+    await db.open()
+    const opened = Date.now()
+    // Commits before the copy is planned and while it runs: its lag counts from the open, not
+    // from the copy's read point (which the log is held from).
+    await sleep(100)
+    for (let i = 0; i < 20; i++) await db.put(`before${i}`, 'v')
+    up = true
+    await until(() => db.mirrorStatus().replicas[0].state === 'syncing')
+    for (let i = 0; i < 20; i++) await db.put(`during${i}`, 'v')
+    await sleep(50)
+    const now = Date.now()
+    const copying = db.mirrorStatus().replicas[0]
+    expect(copying.consistent).toBe(false)
+    expect(copying.lag.ms).toBeGreaterThanOrEqual(now - opened)
+    await db.replicated()
+    expect(db.mirrorStatus().replicas[0].lag).toEqual({ seqs: 0, bytes: 0, ms: 0 })
+    await db.close()
+  })
+
   it('a replica behind the open shows a lag of at least the time since the open, and its error clears once it is reached', async () => {
     const inner = new MemoryLevel()
     const replicaDb = new MemoryLevel()
