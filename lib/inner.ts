@@ -19,3 +19,34 @@ export function checkDb (where: string, db: unknown): asserts db is InnerDb {
     throw new MirrorError(`${where}: expected an abstract-level database (e.g. new ClassicLevel(dir)), got ${describe(db)}`, codes.INVALID_OPTION)
   }
 }
+
+type BatchOptions = typeof BUFFERS | (typeof BUFFERS & { sync: boolean })
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Private = InnerDb & { _batch: (ops: InnerOp[], options: BatchOptions) => Promise<void>, db?: unknown, hooks: any }
+const storesBuffers = new WeakMap<InnerDb, boolean>()
+
+/**
+ * `db.batch(ops)`, going straight to the implementation's `_batch` where abstract-level's public
+ * layer would change nothing: an open root db that takes Buffers as they are, with no prewrite
+ * hook and no 'write' listener. That layer clones, validates and re-encodes every op, about 13 µs
+ * per call with classic-level, a quarter of an awaited two-op write. Anything else takes the
+ * public path, so hooks, events, sublevels and deferred opening behave as ever.
+ */
+export function writeBatch (db: InnerDb, ops: InnerOp[], options: BatchOptions = BUFFERS): Promise<void> {
+  const d = db as Private
+  if (d.status === 'open' && d.hooks.prewrite.noop === true && d.listenerCount('write') === 0 && storesAsIs(d)) {
+    return d._batch(ops, options)
+  }
+  return db.batch(ops, options)
+}
+
+function storesAsIs (db: Private): boolean {
+  let known = storesBuffers.get(db)
+  if (known === undefined) {
+    // A sublevel's `db` is its root: its keys need its prefix, which only the public layer adds.
+    known = (db.db === undefined || db.db === db) && typeof db._batch === 'function' &&
+      db.keyEncoding('buffer').format === 'buffer' && db.valueEncoding('buffer').format === 'buffer'
+    storesBuffers.set(db, known)
+  }
+  return known
+}

@@ -1,7 +1,7 @@
 import { MirrorError, codes } from '../errors'
 import { HEAD_KEY, encodeHead, type Head } from './head'
 import { HEAD_EVERY, storedHead } from './records'
-import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { BUFFERS, writeBatch, type InnerDb, type InnerOp } from '../inner'
 import { logKey } from '../keyspace'
 import { encodeRecord } from './record-codec'
 import { Queue } from '../queue'
@@ -227,7 +227,7 @@ export class Pipeline {
     if (seq % HEAD_EVERY === 0) ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) })
     try {
       // `sync` is classic-level's: fsync this batch (and so everything before it) to disk
-      await this.#inner.batch(ops, (sync ? { ...BUFFERS, sync } : BUFFERS) as typeof BUFFERS)
+      await writeBatch(this.#inner, ops, sync ? { ...BUFFERS, sync } : BUFFERS)
     } catch (err) {
       this.#uncertain = true
       throw err

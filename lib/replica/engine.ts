@@ -1,7 +1,7 @@
 import type { AbstractSnapshot } from 'abstract-level'
 import type { BatchPart, PartAck, PendingCopy, ReplicaHello } from '../adapter'
 import { MirrorError, codes } from '../errors'
-import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
+import { BUFFERS, writeBatch, type InnerDb, type InnerOp } from '../inner'
 import { logRange, metaKeys } from '../keyspace'
 import type { MemoryBudget } from '../memory-budget'
 import { positiveInteger } from '../options'
@@ -371,7 +371,7 @@ export class ReplicaEngine {
       }
       for (const op of part.ops) ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : op)
     }
-    await this.#db.batch([...ops, ...this.#finishOps(staged.header, false)], BUFFERS)
+    await writeBatch(this.#db, [...ops, ...this.#finishOps(staged.header, false)])
     this.#giveBack(held)
     await this.#settle(staged.header)
     return true
