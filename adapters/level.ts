@@ -5,6 +5,7 @@ import { describe } from '../lib/options'
 import type { Fingerprint, KeyRangeBounds } from '../lib/fingerprint'
 import { ReplicaEngine } from '../lib/replica/engine'
 import { ReplicaReader } from '../lib/replica/reader'
+import { checkReplicaOptions } from '../lib/replication/replica-options'
 
 /** Options of {@link LevelReplica}: the common replica options, and how much of a batch it holds in memory. */
 export interface LevelReplicaOptions extends CommonReplicaOptions {
@@ -36,6 +37,7 @@ export class LevelReplica implements ReplicaAdapter {
     if (typeof options !== 'object' || options === null) {
       throw new MirrorError(`LevelReplica: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
     }
+    checkReplicaOptions('LevelReplica', options, ['maxApplyBytes'])
     this.#engine = new ReplicaEngine(db, { maxApplyBytes: options.maxApplyBytes })
     this.name = `level-${++count}`
     this.options = { ...options }

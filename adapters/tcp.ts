@@ -6,6 +6,7 @@ import { DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES, keyBytes, validResource } fro
 import { Link, type Traffic } from '../lib/net/client'
 import { isFingerprint, type Fingerprint, type KeyRangeBounds } from '../lib/fingerprint'
 import { checkTls } from '../lib/net/tls'
+import { checkReplicaOptions } from '../lib/replication/replica-options'
 
 /** Options of {@link TcpReplica}: where the server is, how to prove who we are, and timeouts. */
 export interface TcpReplicaOptions extends CommonReplicaOptions {
@@ -58,6 +59,7 @@ export class TcpReplica implements ReplicaAdapter {
 
   constructor (options: TcpReplicaOptions) {
     if (typeof options !== 'object' || options === null) throw new MirrorError('TcpReplica: options must be an object', codes.INVALID_OPTION)
+    checkReplicaOptions('TcpReplica', options, ['host', 'port', 'resource', 'key', 'tls', 'connectTimeout', 'requestTimeout', 'heartbeatInterval', 'heartbeatTimeout', 'window', 'maxFrameBytes', 'create'])
     if (!validResource(options.resource)) {
       throw new MirrorError(`TcpReplica: option 'resource' must be one path segment of letters, digits, '.', '_' and '-', got ${describe(options.resource)}`, codes.INVALID_OPTION)
     }

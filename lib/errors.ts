@@ -25,6 +25,8 @@ export const codes = {
   DIVERGED: 'MIRROR_DIVERGED',
   /** A write or `replicated()` waited longer than its timeout for replicas. The local write stays. */
   REPLICA_TIMEOUT: 'MIRROR_REPLICA_TIMEOUT',
+  /** A replica failed under an operation on it (a verify): its db or its link; `cause` is its own error. */
+  REPLICA_FAILED: 'MIRROR_REPLICA_FAILED',
   /** The database or replica was closed while an operation waited on it. */
   CLOSED: 'MIRROR_CLOSED',
   /** A network peer broke the protocol: a bad frame, checksum, version or message. */

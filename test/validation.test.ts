@@ -67,6 +67,34 @@ describe('MirrorServer options', () => {
   })
 })
 
+describe('replica adapters\' common options', () => {
+  // Checked where they are given, in the adapter's constructor, not later when a MirrorLevel opens.
+  const make = {
+    LevelReplica: (options: Record<string, unknown>) => new LevelReplica(new MemoryLevel(), options as never),
+    TcpReplica: (options: Record<string, unknown>) => new TcpReplica({ resource: 'r', key: KEY, ...options } as never)
+  }
+  for (const [adapter, build] of Object.entries(make)) {
+    it(`${adapter} refuses a bad common option, and an option it does not know (a typo), naming it`, () => {
+      const bad: Array<[string, Record<string, unknown>]> = [
+        ['name', { name: '' }],
+        ['name', { name: 7 }],
+        ['maxDelay', { maxDelay: -1 }],
+        ['maxBatchOps', { maxBatchOps: 0 }],
+        ['maxBatchBytes', { maxBatchBytes: 100 }],
+        ['retryMinDelay', { retryMinDelay: 1.5 }],
+        ['retryMaxDelay', { retryMinDelay: 500, retryMaxDelay: 200 }],
+        ['overwrite', { overwrite: 'yes' }],
+        ['verifyEvery', { verifyEvery: 'often' }],
+        ['maxdelay', { maxdelay: 10 }]
+      ]
+      for (const [name, options] of bad) {
+        expect(() => build(options), JSON.stringify(options)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining(name) }))
+      }
+      expect(build({ name: 'backup', maxDelay: 0, maxBatchOps: 10, maxBatchBytes: 4096, retryMinDelay: 10, retryMaxDelay: 10, overwrite: true, verifyEvery: 1000, verifyRepair: false }).options).toMatchObject({ name: 'backup' })
+    })
+  }
+})
+
 describe('TcpReplica options', () => {
   const base = { resource: 'r', key: KEY }
 

@@ -187,6 +187,37 @@ describe('verify and repair', () => {
     await db.close()
   })
 
+  it('a replica whose db fails rejects with MIRROR_REPLICA_FAILED, its own error as the cause, whether it failed before or during the verify', async () => {
+    // A replica db whose reads, then writes, start failing on cue.
+    class Failing extends MemoryLevel {
+      reads = false
+      writes = false
+      _iterator (options: unknown): unknown {
+        if (this.reads) throw new Error('replica disk on fire')
+        // @ts-expect-error _iterator is not in abstract-level's public types
+        return super._iterator(options)
+      }
+
+      async _batch (ops: unknown, options: unknown): Promise<void> {
+        if (this.writes) throw new Error('replica disk on fire')
+        // @ts-expect-error _batch is not in abstract-level's public types
+        return super._batch(ops, options)
+      }
+    }
+    const replica = new Failing()
+    const db = await seeded(replica)
+    replica.reads = true
+    const during = await db.verify('backup').catch((err: unknown) => err)
+    expect(during).toMatchObject({ name: 'MirrorError', code: 'MIRROR_REPLICA_FAILED', cause: { message: 'replica disk on fire' } })
+    replica.reads = false
+    replica.writes = true
+    await db.put('k00000', 'changed')
+    while (db.mirrorStatus().replicas[0].state === 'streaming' || db.mirrorStatus().replicas[0].state === 'idle') await sleep(5)
+    const before = await db.verify('backup').catch((err: unknown) => err)
+    expect(before).toMatchObject({ name: 'MirrorError', code: 'MIRROR_REPLICA_FAILED', cause: { message: 'replica disk on fire' } })
+    await db.close()
+  })
+
   it('equal 1M-key stores over TCP: under 1% of the data crosses the wire', async () => {
     const server = new MirrorServer({ dir: join(tmp.dir, 'srv'), key: 'verify-test-key-0123456789abcdef', port: 0 })
     const { port } = await server.listen()

@@ -1,6 +1,6 @@
 import type { CommonReplicaOptions, ReplicaAdapter } from '../adapter'
 import { MirrorError, codes } from '../errors'
-import { atLeast, nonNegativeInteger, positiveInteger } from '../options'
+import { atLeast, knownOptions, nonNegativeInteger, positiveInteger } from '../options'
 
 /** Where a replica stands, as `status()` reports it. */
 export type ReplicaState =
@@ -39,10 +39,24 @@ export interface ResolvedReplicaOptions {
   verifyRepair: boolean
 }
 
+/** The option names every adapter takes (`CommonReplicaOptions`). */
+export const COMMON_REPLICA_OPTIONS = ['name', 'maxDelay', 'maxBatchOps', 'maxBatchBytes', 'retryMinDelay', 'retryMaxDelay', 'overwrite', 'verifyEvery', 'verifyRepair'] as const
+
+/**
+ * Checks an adapter's options where they are given (its constructor): the common ones, and no name
+ * that is neither common nor in `own`, so a typo is an error instead of a default.
+ */
+export function checkReplicaOptions (where: string, options: object, own: readonly string[]): void {
+  knownOptions(where, options, [...COMMON_REPLICA_OPTIONS, ...own])
+  resolveCommon(where, options as CommonReplicaOptions, (options as CommonReplicaOptions).name ?? 'unnamed')
+}
+
 export function resolveReplicaOptions (adapter: ReplicaAdapter, index: number): ResolvedReplicaOptions {
   const o: CommonReplicaOptions = adapter.options ?? {}
-  const where = `replica ${index}`
-  const name = o.name ?? adapter.name ?? `replica-${index}`
+  return resolveCommon(`replica ${index}`, o, o.name ?? adapter.name ?? `replica-${index}`)
+}
+
+function resolveCommon (where: string, o: CommonReplicaOptions, name: unknown): ResolvedReplicaOptions {
   if (typeof name !== 'string' || name.length === 0) {
     throw new MirrorError(`${where}: option 'name' must be a non-empty string`, codes.INVALID_OPTION)
   }

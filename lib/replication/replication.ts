@@ -160,10 +160,15 @@ export class Replication {
       r.notify()
       for (const end = Date.now() + timeout; !r.up && Date.now() < end;) await new Promise((resolve) => setTimeout(resolve, 20))
     }
-    const report = await r.runHeld(
-      (source, seq) => verifyReplica(source, seq, generationAt(this.#host.history(), seq), r.adapter, r.name, r.partLimits, options),
-      timeout
-    )
+    let report: VerifyReport
+    try {
+      report = await r.runHeld(
+        (source, seq) => verifyReplica(source, seq, generationAt(this.#host.history(), seq), r.adapter, r.name, r.partLimits, options),
+        timeout
+      )
+    } catch (err) {
+      throw verifyFailed(r.name, err)
+    }
     this.#host.emit('replica-verify', report)
     return report
   }
@@ -347,4 +352,12 @@ async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<bo
   } finally {
     clearTimeout(timer)
   }
+}
+
+// A verify rejects with a MirrorError whatever failed under it (the replica's db, its link), the
+// replica's own error as the cause.
+function verifyFailed (name: string, err: unknown): MirrorError {
+  if (err instanceof MirrorError) return err
+  const code = telling(err) === 'LEVEL_CORRUPTION' ? codes.CORRUPT : codes.REPLICA_FAILED
+  return new MirrorError(`verify('${name}'): the replica failed: ${describeError(err)}`, code, { cause: err })
 }
