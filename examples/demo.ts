@@ -38,7 +38,8 @@ try {
     await Promise.all(Array.from({ length: 1000 }, (_, i) => db.put(`event:${round}:${i % 300}`, { round, i })))
     if (round % 5 === 4) {
       const r = db.mirrorStatus().replicas[0]
-      console.log(`   after ${(round + 1) * 1000} writes: head ${r.head}, replica at ${r.watermark}, lag ${r.lag.seqs} seqs / ${r.lag.bytes} bytes / ${r.lag.ms} ms, state ${r.state}`)
+      const shipping = r.batch === null ? '' : `, shipping ${r.batch.from} -> ${r.batch.to} (${r.batch.ops} ops in ${r.batch.parts} part(s) so far)`
+      console.log(`   after ${(round + 1) * 1000} writes: head ${r.head}, replica at ${r.watermark}, lag ${r.lag.seqs} seqs / ${r.lag.bytes} bytes / ${r.lag.ms} ms, state ${r.state}${shipping}`)
     }
   }
   const ms = performance.now() - t0

@@ -238,6 +238,41 @@ describe('status after a reopen and a reconnect', () => {
     await db.close()
   })
 
+  it('shows the batch in flight: a first copy\'s parts, ops and bytes grow until it lands, then none', async () => {
+    const inner = new MemoryLevel()
+    await inner.batch(Array.from({ length: 300 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(3, '0')}`, value: 'value' })))
+    const level = new LevelReplica(new MemoryLevel() as never)
+    // 30 parts of 10 ops, 15 ms each.
+    const adapter = {
+      name: 'slow',
+      options: { maxBatchOps: 10, maxDelay: 0 },
+      hello: async () => await level.hello(),
+      apply: async (part: never, received?: () => void) => { await sleep(15); return await level.apply(part, received) },
+      close: async () => await level.close()
+    }
+    const db = new MirrorLevel(inner, { replicas: [adapter as never] })
+    await db.open()
+    const seen: Array<NonNullable<ReturnType<typeof db.mirrorStatus>['replicas'][0]['batch']>> = []
+    while (db.mirrorStatus().replicas[0].state !== 'idle') {
+      const batch = db.mirrorStatus().replicas[0].batch
+      if (batch !== null) seen.push(batch)
+      await sleep(5)
+    }
+    expect(seen.length).toBeGreaterThan(5)
+    for (const b of seen) expect(b).toMatchObject({ from: 0, to: db.head!.seq, full: true })
+    const last = seen[seen.length - 1]
+    expect(last.parts).toBeGreaterThanOrEqual(20)
+    expect(last.ops).toBeGreaterThanOrEqual(200)
+    expect(last.bytes).toBeGreaterThanOrEqual(200 * 9)
+    expect(last.ms).toBeGreaterThan(200)
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i].parts).toBeGreaterThanOrEqual(seen[i - 1].parts)
+      expect(seen[i].bytes).toBeGreaterThanOrEqual(seen[i - 1].bytes)
+    }
+    expect(db.mirrorStatus().replicas[0].batch).toBeNull()
+    await db.close()
+  })
+
   it('a replica behind the open shows a lag of at least the time since the open, and its error clears once it is reached', async () => {
     const inner = new MemoryLevel()
     const replicaDb = new MemoryLevel()

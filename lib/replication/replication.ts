@@ -36,6 +36,13 @@ export interface ReplicaStatus {
   errorCode: string | null
   /** Why it gets what it gets, when that is worth saying (a full copy instead of a rejoin, an overwrite). */
   reason: string | null
+  /**
+   * The batch being shipped to it, while one is: from its watermark to `to`, a full copy or not,
+   * the parts the replica holds of it (a resumed batch counts those it had staged), and the ops and
+   * bytes of keys and values shipped, and ms spent, since it (re)started. The batch lands whole
+   * when its last part does; until then `watermark` and `lag` stay where they were.
+   */
+  batch: { from: number, to: number, full: boolean, parts: number, ops: number, bytes: number, ms: number } | null
 }
 
 /** Payload of the `replica-batch` event. */
@@ -305,7 +312,8 @@ export class Replication {
         lag: { seqs: Math.max(0, head - Math.max(w, 0)), bytes, ms },
         error: r.lastError === null ? null : describeError(r.lastError),
         errorCode: telling(r.lastError),
-        reason: r.reason
+        reason: r.reason,
+        batch: inFlight(r, now)
       }
     })
   }
@@ -352,6 +360,11 @@ async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<bo
   } finally {
     clearTimeout(timer)
   }
+}
+
+function inFlight (r: Replicator, now: number): ReplicaStatus['batch'] {
+  const b = r.inFlight
+  return b === null ? null : { from: b.from, to: b.to, full: b.full, parts: b.parts, ops: b.ops, bytes: b.bytes, ms: now - b.started }
 }
 
 // A verify rejects with a MirrorError whatever failed under it (the replica's db, its link), the

@@ -12,6 +12,8 @@ import { CANNOT_CURE, REFUSALS, type ReplicaState, type ResolvedReplicaOptions }
 
 export { resolveReplicaOptions, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
 
+interface InFlight { from: number, to: number, full: boolean, parts: number, ops: number, bytes: number, started: number }
+
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
 export interface ReplicatorHost {
   readonly inner: InnerDb
@@ -51,6 +53,8 @@ export class Replicator {
   #attempt = 0
   // What the replica's last hello said it had staged.
   #staged: { to: number, parts: number } | null = null
+  /** The batch being shipped, while one is (see `ReplicaStatus.batch`). */
+  inFlight: InFlight | null = null
   // The largest part the transport carries, from the replica's hello.
   #maxPartBytes = Infinity
   // Idle until a commit wakes it (see committed()).
@@ -349,31 +353,44 @@ export class Replicator {
   // Ships batches one after the other, each part in order; a batch ends with its final part.
   async #shipBatches (shipments: AsyncIterable<Shipment>): Promise<void> {
     let batch = null as { plan: Plan, from: number, history: HistoryEntry[], parts: number, ops: number, bytes: number } | null
-    for await (const { plan, part } of shipments) {
-      if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
-      if (batch?.plan !== plan) batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
-      const to = plan.to
-      if (part.final) part.history = this.#historyFor(plan, batch.history)
-      const onReceived = part.final ? () => this.#received(to) : undefined
-      const ack = await this.adapter.apply(part, onReceived)
-      batch.parts++
-      batch.ops += part.ops.length
-      batch.bytes += partBytes(part)
-      if (!part.final) continue
-      if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
-      this.#received(ack.watermark)
-      this.watermark = ack.watermark
-      this.consistent = true
-      this.pendingCopy = null
-      this.#rejoin = null
-      this.#knownHistory = true
-      this.#attempt = 0
-      this.#host.batchShipped(this, { from: batch.from, to, full: plan.kind === 'full', parts: batch.parts, ops: batch.ops, bytes: batch.bytes })
-      // Said now, not once the next read ahead is known to be nothing: whoever waited for this
-      // batch may look at the state at once.
-      this.lastError = null
-      this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
-      this.#host.changed(this)
+    try {
+      for await (const { plan, part } of shipments) {
+        if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
+        if (batch?.plan !== plan) {
+          batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
+          this.inFlight = { from: batch.from, to: plan.to, full: plan.kind === 'full', parts: plan.resume?.index ?? 0, ops: 0, bytes: 0, started: Date.now() }
+        }
+        const to = plan.to
+        if (part.final) part.history = this.#historyFor(plan, batch.history)
+        const onReceived = part.final ? () => this.#received(to) : undefined
+        const ack = await this.adapter.apply(part, onReceived)
+        batch.parts++
+        batch.ops += part.ops.length
+        batch.bytes += partBytes(part)
+        const progress = this.inFlight as InFlight
+        progress.parts++
+        progress.ops = batch.ops
+        progress.bytes = batch.bytes
+        if (!part.final) continue
+        this.inFlight = null
+        if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
+        this.#received(ack.watermark)
+        this.watermark = ack.watermark
+        this.consistent = true
+        this.pendingCopy = null
+        this.#rejoin = null
+        this.#knownHistory = true
+        this.#attempt = 0
+        this.#host.batchShipped(this, { from: batch.from, to, full: plan.kind === 'full', parts: batch.parts, ops: batch.ops, bytes: batch.bytes })
+        // Said now, not once the next read ahead is known to be nothing: whoever waited for this
+        // batch may look at the state at once.
+        this.lastError = null
+        this.#setState(this.watermark >= this.#host.head() ? 'idle' : 'streaming')
+        this.#host.changed(this)
+      }
+    } finally {
+      // Whether it landed or failed, nothing is in flight any more.
+      this.inFlight = null
     }
   }
 
