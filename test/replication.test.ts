@@ -545,6 +545,34 @@ describe('catch-up steps', () => {
     await db.close()
   })
 
+  it('plans a catch-up only where the log covers it: null before an "any key" record or a gap, else the steps', async () => {
+    const { logCovers, planCatchUp, planSteps } = await import('../lib/replication/batch-builder')
+    const inner = new MemoryLevel()
+    // A small budget: compaction merges old records, and past a quarter of it, into "any key".
+    const db = new MirrorLevel(inner, { logBudget: 1024 })
+    for (let i = 0; i < 300; i++) await db.put(`key-${String(i % 60).padStart(20, '0')}`, 'v')
+    await db.close()
+    await inner.open()
+    // Two records gone, as truncation deletes them: a replica from before them is not covered.
+    const { logKey } = await import('../lib/keyspace')
+    for (const r of (await inspectLog(inner as never)).records.slice(1, 3)) await inner.del(logKey(r.to) as never, { keyEncoding: 'buffer' })
+    const { records } = await inspectLog(inner as never)
+    expect(records[0].keys).toBeNull()
+    expect(records[1].from).toBeGreaterThan(records[0].to)
+    const snapshot = (inner as never as { snapshot: () => never }).snapshot()
+    const source = { db: inner as never, snapshot }
+    const to = records[records.length - 1].to
+    const outcomes = new Set<boolean>()
+    for (let from = 0; from < to; from++) {
+      const expected = await logCovers(source, from, to) ? await planSteps(source, from, to, 5) : null
+      outcomes.add(expected === null)
+      expect(await planCatchUp(source, from, to, 5)).toEqual(expected)
+    }
+    expect([...outcomes].sort()).toEqual([false, true])
+    await (snapshot as { close: () => Promise<void> }).close()
+    await inner.close()
+  })
+
   it('with a key set smaller than the backlog, still cuts it into valid steps, in rounds', async () => {
     const { planSteps } = await import('../lib/replication/batch-builder')
     {
@@ -587,6 +615,13 @@ describe('catch-up steps', () => {
         const source = { db: inner as never, snapshot }
         try {
           const { records: log } = await inspectLog(inner as never)
+          // planCatchUp is logCovers and planSteps in one: null exactly where logCovers says no,
+          // from any seq (inside a merged record, before an "any key" one), else the same steps.
+          const { logCovers, planCatchUp } = await import('../lib/replication/batch-builder')
+          for (let from = 0; from < to; from += Math.max(1, Math.floor(to / 8))) {
+            const expected = await logCovers(source, from, to) ? await planSteps(source, from, to, stepKeys, { maxKeys, maxBytes }) : null
+            expect(await planCatchUp(source, from, to, stepKeys, { maxKeys, maxBytes })).toEqual(expected)
+          }
           // A record that says "any key" is refused before planning (logCovers): nothing to plan.
           if (log.some((r) => r.keys === null)) return
           for (const from of new Set([0, Math.floor(to / 2), ...log.map((r) => r.to).filter((t) => t < to)].slice(0, 4))) {

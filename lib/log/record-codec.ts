@@ -102,6 +102,10 @@ function writeLength (out: Buffer, at: number, n: number, tag16: number, tag32: 
 }
 
 export function decodeRecord (to: number, value: Uint8Array): LogRecord {
+  // The records this version writes are read by hand (a catch-up reads every record of its
+  // backlog several times); anything else goes through msgpackr and its checks, as before.
+  const parsed = parseRecord(value)
+  if (parsed !== undefined && parsed[0] < to) return { from: parsed[0], to, keys: parsed[1] }
   let decoded: unknown
   try {
     decoded = packr.unpack(value)
@@ -117,4 +121,64 @@ export function decodeRecord (to: number, value: Uint8Array): LogRecord {
     throw new MirrorError(`Log record ${to} holds a key that is not binary`, codes.CORRUPT)
   }
   return { from: decoded[0], to, keys: keys as Buffer[] | null }
+}
+
+// `[from, keys]` as encodeRecord writes it (from below 2^32), the keys as views of `value`; anything
+// else, undefined.
+function parseRecord (value: Uint8Array): [number, Buffer[] | null] | undefined {
+  const end = value.length
+  if (end < 3 || value[0] !== 0x92) return undefined
+  const v = Buffer.from(value.buffer, value.byteOffset, end)
+  let at = 1
+  let from: number
+  const tag = v[at]
+  if (tag < 0x80) {
+    from = tag
+    at += 1
+  } else if (tag === 0xcc && at + 2 <= end) {
+    from = v[at + 1]
+    at += 2
+  } else if (tag === 0xcd && at + 3 <= end) {
+    from = v.readUInt16BE(at + 1)
+    at += 3
+  } else if (tag === 0xce && at + 5 <= end) {
+    from = v.readUInt32BE(at + 1)
+    at += 5
+  } else return undefined
+  if (at >= end) return undefined
+  const list = v[at]
+  if (list === 0xc0) return at + 1 === end ? [from, null] : undefined
+  let n: number
+  if ((list & 0xf0) === 0x90) {
+    n = list & 0x0f
+    at += 1
+  } else if (list === 0xdc && at + 3 <= end) {
+    n = v.readUInt16BE(at + 1)
+    at += 3
+  } else if (list === 0xdd && at + 5 <= end) {
+    n = v.readUInt32BE(at + 1)
+    at += 5
+  } else return undefined
+  // Each key takes at least two bytes: a count past that is not this encoding.
+  if (n > (end - at) / 2) return undefined
+  const keys = new Array<Buffer>(n)
+  for (let i = 0; i < n; i++) {
+    if (at + 2 > end) return undefined
+    const bin = v[at]
+    let length: number
+    if (bin === 0xc4) {
+      length = v[at + 1]
+      at += 2
+    } else if (bin === 0xc5 && at + 3 <= end) {
+      length = v.readUInt16BE(at + 1)
+      at += 3
+    } else if (bin === 0xc6 && at + 5 <= end) {
+      length = v.readUInt32BE(at + 1)
+      at += 5
+    } else return undefined
+    if (at + length > end) return undefined
+    keys[i] = v.subarray(at, at + length)
+    at += length
+  }
+  return at === end ? [from, keys] : undefined
 }

@@ -15,6 +15,17 @@ export interface LogSource {
  * `upto`. Streams in pages so a long log is never held whole.
  */
 export async function * readRecords (source: LogSource, after = -1, upto = Infinity): AsyncGenerator<StoredRecord> {
+  for await (const chunk of readRecordChunks(source, after, upto)) yield * chunk
+}
+
+const CHUNK_BYTES = 256 * 1024
+
+/**
+ * `readRecords` a few hundred at a time: an async generator costs several microtasks per item,
+ * which was most of the time a catch-up spent reading a long backlog's records (and it reads them
+ * several times). For the readers of whole backlogs.
+ */
+export async function * readRecordChunks (source: LogSource, after = -1, upto = Infinity): AsyncGenerator<StoredRecord[]> {
   const range = {
     ...(after < 0 ? { gte: logRange.gte } : { gt: logKey(after) }),
     ...(upto === Infinity ? { lt: logRange.lt } : { lte: logKey(upto) })
@@ -22,12 +33,23 @@ export async function * readRecords (source: LogSource, after = -1, upto = Infin
   const it = source.db.iterator({ ...range, ...BUFFERS, snapshot: source.snapshot })
   try {
     while (true) {
-      const entries = await it.nextv(256)
+      const entries: Array<[Buffer, Buffer]> = await it.nextv(256)
       if (entries.length === 0) return
+      // Decoded keys cost an object each: a chunk of large records is handed over before it
+      // holds more than a record or CHUNK_BYTES of them.
+      let chunk: StoredRecord[] = []
+      let bytes = 0
       for (const [key, value] of entries) {
-        const to = seqOfLogKey(key)
-        yield { ...decodeRecord(to, value), bytes: key.length + value.length }
+        const { from, to, keys } = decodeRecord(seqOfLogKey(key), value)
+        chunk.push({ from, to, keys, bytes: key.length + value.length })
+        bytes += value.length
+        if (bytes >= CHUNK_BYTES) {
+          yield chunk
+          chunk = []
+          bytes = 0
+        }
       }
+      if (chunk.length > 0) yield chunk
     }
   } finally {
     await it.close()
@@ -97,27 +119,29 @@ export async function compactionStep (db: InnerDb, head: Head, limits: Compactio
   let to = 0
   const ops: InnerOp[] = []
 
-  for await (const record of readRecords({ db }, limits.after ?? -1)) {
-    if (taken === 0) from = record.from
-    to = record.to
-    taken++
-    takenBytes += record.bytes
-    ops.push({ type: 'del', key: logKey(record.to) })
-    if (!all && record.keys === null) all = true
-    if (!all) {
-      for (const key of record.keys!) {
-        const id = key.toString('latin1')
-        if (!union.has(id)) {
-          union.set(id, key)
-          unionBytes += key.length + 2
+  records: for await (const chunk of readRecordChunks({ db }, limits.after ?? -1)) {
+    for (const record of chunk) {
+      if (taken === 0) from = record.from
+      to = record.to
+      taken++
+      takenBytes += record.bytes
+      ops.push({ type: 'del', key: logKey(record.to) })
+      if (!all && record.keys === null) all = true
+      if (!all) {
+        for (const key of record.keys!) {
+          const id = key.toString('latin1')
+          if (!union.has(id)) {
+            union.set(id, key)
+            unionBytes += key.length + 2
+          }
+        }
+        if (unionBytes > unionCap) {
+          all = true
+          union.clear()
         }
       }
-      if (unionBytes > unionCap) {
-        all = true
-        union.clear()
-      }
+      if (takenBytes >= need || taken >= limits.maxRecordsPerStep) break records
     }
-    if (takenBytes >= need || taken >= limits.maxRecordsPerStep) break
   }
   if (taken === 0) return null
   // Merging one record into itself saves nothing; only "any key" makes progress then.
@@ -138,11 +162,13 @@ export async function truncationStep (db: InnerDb, head: Head, after: number, up
   const ops: InnerOp[] = []
   let bytes = 0
   let through = after
-  for await (const record of readRecords({ db }, after, upto)) {
-    through = record.to
-    ops.push({ type: 'del', key: logKey(record.to) })
-    bytes += record.bytes
-    if (ops.length >= maxRecords) break
+  records: for await (const chunk of readRecordChunks({ db }, after, upto)) {
+    for (const record of chunk) {
+      through = record.to
+      ops.push({ type: 'del', key: logKey(record.to) })
+      bytes += record.bytes
+      if (ops.length >= maxRecords) break records
+    }
   }
   return ops.length === 0 ? null : { ops, logBytes: head.logBytes - bytes, through }
 }

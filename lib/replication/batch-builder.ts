@@ -2,7 +2,7 @@ import type { AbstractSnapshot } from 'abstract-level'
 import type { BatchPart, ReplicaOp } from '../adapter'
 import { MirrorError, codes } from '../errors'
 import { BUFFERS, type InnerDb } from '../inner'
-import { readRecords } from '../log/records'
+import { readRecordChunks } from '../log/records'
 import { userRanges } from '../user-ranges'
 
 /** A consistent view of the primary: its inner db at one explicit snapshot. */
@@ -17,7 +17,7 @@ export interface PartLimits {
 }
 
 export type Plan =
-  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] }, resume?: { index: number, after: Buffer | null, seq: number } }
+  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] }, resume?: { index: number, after: Buffer | null, seq: number }, steps?: number[] }
   | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null, overwrite?: boolean }
 
 /**
@@ -27,10 +27,12 @@ export type Plan =
 export async function logCovers (source: SnapshotSource, watermark: number, to: number): Promise<boolean> {
   if (to <= watermark) return true
   let first = true
-  for await (const record of readRecords(source, watermark, to)) {
-    if (first && record.from > watermark) return false
-    first = false
-    if (record.keys === null) return false
+  for await (const chunk of readRecordChunks(source, watermark, to)) {
+    for (const record of chunk) {
+      if (first && record.from > watermark) return false
+      first = false
+      if (record.keys === null) return false
+    }
   }
   return !first
 }
@@ -49,10 +51,24 @@ export async function logCovers (source: SnapshotSource, watermark: number, to: 
  * end) ends the plan with one step to `to`.
  */
 export async function planSteps (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds = KEY_SET_BOUNDS): Promise<number[]> {
+  return await plan(source, from, to, stepKeys, bounds, false) as number[]
+}
+
+/**
+ * `planSteps`, or null where `logCovers` would say no: the first round reads every record of the
+ * backlog anyway, so it checks them on the way instead of a pass of their own (a long backlog's
+ * records are many, and each pass over them took a quarter of its catch-up).
+ */
+export async function planCatchUp (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds = KEY_SET_BOUNDS): Promise<number[] | null> {
+  return await plan(source, from, to, stepKeys, bounds, true)
+}
+
+async function plan (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds, check: boolean): Promise<number[] | null> {
   const steps: number[] = []
   let start = from
   while (start < to) {
-    const cuts = await planRound(source, start, to, stepKeys, bounds)
+    const cuts = await planRound(source, start, to, stepKeys, bounds, check && start === from)
+    if (cuts === null) return null
     if (cuts.length === 0) break
     steps.push(...cuts)
     start = cuts[cuts.length - 1]
@@ -69,48 +85,55 @@ export interface KeySetBounds {
 
 // The cuts in `(start, to]` that the keys of a window of records prove: the records from `start`
 // whose keys fit the bounds. Their last change anywhere up to `to` is known, so a cut inside the
-// window is checked against the whole backlog. Ends with `to` when the window reaches it.
-async function planRound (source: SnapshotSource, start: number, to: number, stepKeys: number, bounds: KeySetBounds): Promise<number[]> {
+// window is checked against the whole backlog. Ends with `to` when the window reaches it. With
+// `covers`, null if the records of `(start, to]` cannot take a replica from `start` (logCovers).
+async function planRound (source: SnapshotSource, start: number, to: number, stepKeys: number, bounds: KeySetBounds, covers: boolean): Promise<number[] | null> {
   // Pass 1: the window, and the last record up to `to` that names each of its keys.
   const last = new Map<string, number>()
   let bytes = 0
   let windowEnd = to
   let full = false
   let previous = start
-  for await (const record of readRecords(source, start, to)) {
-    for (const key of record.keys ?? []) {
-      const id = key.toString('latin1')
-      if (last.has(id)) {
-        last.set(id, record.to)
-      } else if (!full) {
-        if (last.size >= bounds.maxKeys || bytes + key.length + 64 > bounds.maxBytes) {
-          // This record does not fit: the window ends before it; from here on only the window's keys count.
-          full = true
-          windowEnd = previous
-        } else {
-          bytes += key.length + 64
+  for await (const chunk of readRecordChunks(source, start, to)) {
+    for (const record of chunk) {
+      if (covers && ((previous === start && record.from > start) || record.keys === null)) return null
+      for (const key of record.keys ?? []) {
+        const id = key.toString('latin1')
+        if (last.has(id)) {
           last.set(id, record.to)
+        } else if (!full) {
+          if (last.size >= bounds.maxKeys || bytes + key.length + 64 > bounds.maxBytes) {
+            // This record does not fit: the window ends before it; from here on only the window's keys count.
+            full = true
+            windowEnd = previous
+          } else {
+            bytes += key.length + 64
+            last.set(id, record.to)
+          }
         }
       }
+      previous = record.to
     }
-    previous = record.to
   }
+  if (covers && previous === start) return null
   // Pass 2: cut where every key seen so far has had its last change.
   const cuts: number[] = []
   let reach = 0
   let keys = 0
   let lastValid = start
-  for await (const record of readRecords(source, start, windowEnd)) {
-    for (const key of record.keys ?? []) {
-      const at = last.get(key.toString('latin1'))!
-      if (at > reach) reach = at
-    }
-    keys += record.keys?.length ?? 0
-    if (record.to < reach) continue
-    lastValid = record.to
-    if (record.to === windowEnd || (keys >= stepKeys && record.to < to)) {
-      cuts.push(record.to)
-      keys = 0
+  for await (const chunk of readRecordChunks(source, start, windowEnd)) {
+    for (const record of chunk) {
+      for (const key of record.keys ?? []) {
+        const at = last.get(key.toString('latin1'))!
+        if (at > reach) reach = at
+      }
+      keys += record.keys?.length ?? 0
+      if (record.to < reach) continue
+      lastValid = record.to
+      if (record.to === windowEnd || (keys >= stepKeys && record.to < to)) {
+        cuts.push(record.to)
+        keys = 0
+      }
     }
   }
   // The window ended short of a step's worth of keys past its last cut: cut at the last place
@@ -219,8 +242,10 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
   }
   // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
   for (const key of also) yield * add(key)
-  for await (const record of readRecords(source, after, to)) {
-    for (const key of record.keys ?? []) yield * add(key)
+  for await (const chunk of readRecordChunks(source, after, to)) {
+    for (const record of chunk) {
+      for (const key of record.keys ?? []) yield * add(key)
+    }
   }
   if (keys.size > 0 || !flushed) yield * flush(true)
 }

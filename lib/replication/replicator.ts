@@ -1,5 +1,5 @@
 import type { BatchPart, ReplicaAdapter, ReplicaHello } from '../adapter'
-import { buildParts, logCovers, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
+import { buildParts, logCovers, planCatchUp, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
 import type { ValueTail } from './tail'
 import { MirrorError, codes, telling } from '../errors'
 import { headSeq } from '../log/records'
@@ -284,7 +284,7 @@ export class Replicator {
     } else {
       this.#setState('streaming')
       let from = plan.from
-      plans = (await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)).map((step) => {
+      plans = (plan.steps ?? await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)).map((step) => {
         const stepPlan: Plan = { kind: 'incremental', from, to: step }
         from = step
         return stepPlan
@@ -426,8 +426,9 @@ export class Replicator {
     if (mine && resume.from !== undefined && this.consistent && resume.from === this.watermark && await logCovers(source, resume.from, to)) {
       return { kind: 'incremental', from: resume.from, to, resume: { index: resume.parts, after: resume.upto, seq: resume.to } }
     }
-    if (this.consistent && await logCovers(source, this.watermark, to)) {
-      return { kind: 'incremental', from: this.watermark, to }
+    if (this.consistent) {
+      const steps = await planCatchUp(source, this.watermark, to, this.options.maxBatchOps)
+      if (steps !== null) return { kind: 'incremental', from: this.watermark, to, steps }
     }
     return { kind: 'full', to, resume: null, overwrite }
   }
