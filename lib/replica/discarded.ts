@@ -2,6 +2,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { BUFFERS, type InnerDb } from '../inner'
 import type { HistoryEntry } from '../history'
 import { readRecords } from '../log/records'
+import { valuePages } from '../value-pages'
 import { userRanges } from '../user-ranges'
 
 /**
@@ -80,13 +81,11 @@ export async function saveDiscarded (db: InnerDb, path: string, history: History
   let keys = 0
   if (named) {
     const byChange = [...last.values()].sort((a, b) => a[1] - b[1] || Buffer.compare(a[0], b[0]))
-    for (let at = 0; at < byChange.length; at += 256) {
-      const page = byChange.slice(at, at + 256)
-      const values: Array<Buffer | undefined> = await db.getMany(page.map(([k]) => k), BUFFERS)
-      page.forEach(([key, seq], i) => {
-        file.line({ seq, key: encodeBytes(key), value: values[i] === undefined ? null : encodeBytes(values[i]!) })
-        keys++
-      })
+    for await (const values of valuePages(db, byChange.map(([k]) => k))) {
+      for (const value of values) {
+        const [key, seq] = byChange[keys++]
+        file.line({ seq, key: encodeBytes(key), value: value === undefined ? null : encodeBytes(value) })
+      }
     }
   } else {
     for (const range of userRanges(null, null)) {

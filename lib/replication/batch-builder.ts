@@ -4,6 +4,7 @@ import { MirrorError, codes } from '../errors'
 import { BUFFERS, type InnerDb } from '../inner'
 import { readRecordChunks } from '../log/records'
 import { userRanges } from '../user-ranges'
+import { valuePages } from '../value-pages'
 
 /** A consistent view of the primary: its inner db at one explicit snapshot. */
 export interface SnapshotSource {
@@ -220,14 +221,13 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     const list = [...keys.values()].sort(Buffer.compare)
     keys = new Map()
     keyBytes = 0
-    // Values are read in pages, so a part stays within its limits even for large values.
+    // Values are read in pages of bounded bytes, and cut into parts within their limits.
     const part = new PartBuffer(limits)
-    for (let at = 0; at < list.length; at += 256) {
-      const page = list.slice(at, at + 256)
-      const values: Array<Buffer | undefined> = await source.db.getMany(page, { ...BUFFERS, snapshot: source.snapshot })
-      for (let i = 0; i < page.length; i++) {
-        const value = values[i]
-        for (const chunk of part.add(value === undefined ? { type: 'del', key: page[i] } : { type: 'put', key: page[i], value })) yield { ...chunk, ordered }
+    let at = 0
+    for await (const values of valuePages(source.db, list, source.snapshot, limits.maxBytes)) {
+      for (const value of values) {
+        const key = list[at++]
+        for (const chunk of part.add(value === undefined ? { type: 'del', key } : { type: 'put', key, value })) yield { ...chunk, ordered }
       }
     }
     if (part.ops.length > 0) yield { ...part.take(), ordered }

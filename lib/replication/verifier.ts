@@ -1,7 +1,7 @@
 import type { BatchPart, ReplicaAdapter, ReplicaOp } from '../adapter'
 import { MirrorError, codes } from '../errors'
 import { entryDigests, fingerprintRange, sameFingerprint, splitRange, type Fingerprint, type KeyRangeBounds } from '../fingerprint'
-import { BUFFERS } from '../inner'
+import { valuePages } from '../value-pages'
 import { PartBuffer, type PartLimits, type SnapshotSource } from './batch-builder'
 
 /** Options of `db.verify()`. */
@@ -269,8 +269,13 @@ class RepairShipper {
     if (this.#keys.length === 0) return
     const keys = this.#keys
     this.#keys = []
-    const values: Array<Buffer | undefined> = await this.#source.db.getMany(keys, { ...BUFFERS, snapshot: this.#source.snapshot })
-    await this.#push(keys.map((key, i) => values[i] === undefined ? { type: 'del' as const, key } : { type: 'put' as const, key, value: values[i]! }))
+    let at = 0
+    for await (const values of valuePages(this.#source.db, keys, this.#source.snapshot)) {
+      await this.#push(values.map((value) => {
+        const key = keys[at++]
+        return value === undefined ? { type: 'del' as const, key } : { type: 'put' as const, key, value }
+      }))
+    }
   }
 
   async #push (ops: ReplicaOp[]): Promise<void> {
