@@ -566,7 +566,15 @@ describe('catch-up steps', () => {
     for (let from = 0; from < to; from++) {
       const expected = await logCovers(source, from, to) ? await planSteps(source, from, to, 5) : null
       outcomes.add(expected === null)
-      expect(await planCatchUp(source, from, to, 5)).toEqual(expected)
+      const planned = await planCatchUp(source, from, to, 5)
+      expect(planned?.steps ?? null).toEqual(expected)
+      // A one-step catch-up comes with its keys, so that shipping it need not read the records
+      // again: exactly the keys its records name.
+      if (planned?.keys !== undefined) {
+        expect(planned.steps).toHaveLength(1)
+        const named = new Set(records.filter((r) => r.to > from).flatMap((r) => r.keys!.map((k) => Buffer.from(k).toString('hex'))))
+        expect(new Set(planned.keys.map((k) => k.toString('hex')))).toEqual(named)
+      }
     }
     expect([...outcomes].sort()).toEqual([false, true])
     await (snapshot as { close: () => Promise<void> }).close()
@@ -620,7 +628,7 @@ describe('catch-up steps', () => {
           const { logCovers, planCatchUp } = await import('../lib/replication/batch-builder')
           for (let from = 0; from < to; from += Math.max(1, Math.floor(to / 8))) {
             const expected = await logCovers(source, from, to) ? await planSteps(source, from, to, stepKeys, { maxKeys, maxBytes }) : null
-            expect(await planCatchUp(source, from, to, stepKeys, { maxKeys, maxBytes })).toEqual(expected)
+            expect((await planCatchUp(source, from, to, stepKeys, { maxKeys, maxBytes }))?.steps ?? null).toEqual(expected)
           }
           // A record that says "any key" is refused before planning (logCovers): nothing to plan.
           if (log.some((r) => r.keys === null)) return
@@ -628,6 +636,8 @@ describe('catch-up steps', () => {
             if (from >= to) continue
             const steps = await planSteps(source, from, to, stepKeys, { maxKeys, maxBytes })
             const unbounded = await planSteps(source, from, to, stepKeys)
+            // The second pass from memory plans what reading the records again plans.
+            for (const maxRecords of [0, 3]) expect(await planSteps(source, from, to, stepKeys, { maxKeys, maxBytes, maxRecords })).toEqual(steps)
             for (const plan of [steps, unbounded]) {
               expect(plan[plan.length - 1]).toBe(to)
               for (let i = 0; i < plan.length; i++) {

@@ -18,7 +18,7 @@ export interface PartLimits {
 }
 
 export type Plan =
-  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] }, resume?: { index: number, after: Buffer | null, seq: number }, steps?: number[] }
+  | { kind: 'incremental', from: number, to: number, rejoin?: { fork: number, keys: Buffer[] }, resume?: { index: number, after: Buffer | null, seq: number }, steps?: number[], keys?: Buffer[] }
   | { kind: 'full', to: number, resume: { index: number, after: Buffer | null, seq: number } | null, overwrite?: boolean }
 
 /**
@@ -60,15 +60,21 @@ export async function planSteps (source: SnapshotSource, from: number, to: numbe
  * backlog anyway, so it checks them on the way instead of a pass of their own (a long backlog's
  * records are many, and each pass over them took a quarter of its catch-up).
  */
-export async function planCatchUp (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds = KEY_SET_BOUNDS): Promise<number[] | null> {
-  return await plan(source, from, to, stepKeys, bounds, true)
+export async function planCatchUp (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds = KEY_SET_BOUNDS): Promise<{ steps: number[], keys?: Buffer[] } | null> {
+  const round: Round = { keys: undefined }
+  const steps = await plan(source, from, to, stepKeys, bounds, true, round)
+  return steps === null ? null : steps.length === 1 && round.keys !== undefined ? { steps, keys: round.keys } : { steps }
 }
 
-async function plan (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds, check: boolean): Promise<number[] | null> {
+// What the first round of planning learnt beyond its cuts: the keys of the whole backlog, when it
+// held them all (then a one-step catch-up need not read the records again to find them).
+interface Round { keys: Buffer[] | undefined }
+
+async function plan (source: SnapshotSource, from: number, to: number, stepKeys: number, bounds: KeySetBounds, check: boolean, round?: Round): Promise<number[] | null> {
   const steps: number[] = []
   let start = from
   while (start < to) {
-    const cuts = await planRound(source, start, to, stepKeys, bounds, check && start === from)
+    const cuts = await planRound(source, start, to, stepKeys, bounds, check && start === from, start === from ? round : undefined)
     if (cuts === null) return null
     if (cuts.length === 0) break
     steps.push(...cuts)
@@ -82,15 +88,22 @@ async function plan (source: SnapshotSource, from: number, to: number, stepKeys:
 export interface KeySetBounds {
   maxKeys: number
   maxBytes: number
+  /** Records of a planning window kept in memory (default 2 000 000); past it they are read twice. */
+  maxRecords?: number
 }
 
 // The cuts in `(start, to]` that the keys of a window of records prove: the records from `start`
 // whose keys fit the bounds. Their last change anywhere up to `to` is known, so a cut inside the
 // window is checked against the whole backlog. Ends with `to` when the window reaches it. With
 // `covers`, null if the records of `(start, to]` cannot take a replica from `start` (logCovers).
-async function planRound (source: SnapshotSource, start: number, to: number, stepKeys: number, bounds: KeySetBounds, covers: boolean): Promise<number[] | null> {
-  // Pass 1: the window, and the last record up to `to` that names each of its keys.
+async function planRound (source: SnapshotSource, start: number, to: number, stepKeys: number, bounds: KeySetBounds, covers: boolean, round?: Round): Promise<number[] | null> {
+  // Pass 1: the window, and the first and the last record up to `to` that name each of its keys;
+  // the window's records (their seqs and numbers of keys) are kept, up to a bound, for pass 2.
   const last = new Map<string, number>()
+  const first = new Map<string, number>()
+  const maxRecords = bounds.maxRecords ?? MAX_PLANNED_RECORDS
+  let tos: number[] | null = []
+  let counts: number[] = []
   let bytes = 0
   let windowEnd = to
   let full = false
@@ -110,30 +123,58 @@ async function planRound (source: SnapshotSource, start: number, to: number, ste
           } else {
             bytes += key.length + 64
             last.set(id, record.to)
+            first.set(id, record.to)
           }
+        }
+      }
+      if (!full && tos !== null) {
+        if (tos.length < maxRecords) {
+          tos.push(record.to)
+          counts.push(record.keys?.length ?? 0)
+        } else {
+          tos = null
+          counts = []
         }
       }
       previous = record.to
     }
   }
   if (covers && previous === start) return null
+  if (round !== undefined && !full) round.keys = [...last.keys()].map((id) => Buffer.from(id, 'latin1'))
   // Pass 2: cut where every key seen so far has had its last change.
   const cuts: number[] = []
   let reach = 0
   let keys = 0
   let lastValid = start
-  for await (const chunk of readRecordChunks(source, start, windowEnd)) {
-    for (const record of chunk) {
-      for (const key of record.keys ?? []) {
-        const at = last.get(key.toString('latin1'))!
+  const consider = (at: number, named: number): void => {
+    keys += named
+    if (at < reach) return
+    lastValid = at
+    if (at === windowEnd || (keys >= stepKeys && at < to)) {
+      cuts.push(at)
+      keys = 0
+    }
+  }
+  if (tos !== null) {
+    // From memory: the keys a record and those before it name are the keys first named by then.
+    const byFirst = [...first].sort((a, b) => a[1] - b[1])
+    let next = 0
+    for (let i = 0; i < tos.length; i++) {
+      for (; next < byFirst.length && byFirst[next][1] <= tos[i]; next++) {
+        const at = last.get(byFirst[next][0])!
         if (at > reach) reach = at
       }
-      keys += record.keys?.length ?? 0
-      if (record.to < reach) continue
-      lastValid = record.to
-      if (record.to === windowEnd || (keys >= stepKeys && record.to < to)) {
-        cuts.push(record.to)
-        keys = 0
+      consider(tos[i], counts[i])
+    }
+  } else {
+    // Too many records to keep: read the window's again.
+    for await (const chunk of readRecordChunks(source, start, windowEnd)) {
+      for (const record of chunk) {
+        for (const key of record.keys ?? []) {
+          const at = last.get(key.toString('latin1'))!
+          if (at > reach) reach = at
+        }
+        consider(record.to, record.keys?.length ?? 0)
       }
     }
   }
@@ -142,6 +183,10 @@ async function planRound (source: SnapshotSource, start: number, to: number, ste
   if (lastValid > (cuts.length > 0 ? cuts[cuts.length - 1] : start)) cuts.push(lastValid)
   return cuts
 }
+
+// Records of a planning window kept in memory for its second pass (two numbers each, 32 MB at
+// most); a window with more is read again instead.
+const MAX_PLANNED_RECORDS = 2_000_000
 
 /** What an op costs in a part: its key and value, and about what its encoding adds. */
 function opCost (op: ReplicaOp): number {
@@ -209,7 +254,7 @@ const KEY_SET_BOUNDS: KeySetBounds = { maxKeys: 262_144, maxBytes: 16 * 1024 * 1
  * larger than the bounds above is shipped in rounds; a key named in two rounds is shipped twice
  * with the same value, which is harmless. Chunks of a set shipped in one round are `ordered`.
  */
-async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = [], only: { after?: Buffer | null, upto?: Buffer } = {}): AsyncGenerator<OpsChunk> {
+async function * changedOps (source: SnapshotSource, after: number, to: number, limits: PartLimits, also: Buffer[] = [], only: { after?: Buffer | null, upto?: Buffer } = {}, fromLog = true): AsyncGenerator<OpsChunk> {
   let keys = new Map<string, Buffer>()
   let keyBytes = 0
   let flushed = false
@@ -242,9 +287,11 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
   }
   // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
   for (const key of also) yield * add(key)
-  for await (const chunk of readRecordChunks(source, after, to)) {
-    for (const record of chunk) {
-      for (const key of record.keys ?? []) yield * add(key)
+  if (fromLog) {
+    for await (const chunk of readRecordChunks(source, after, to)) {
+      for (const record of chunk) {
+        for (const key of record.keys ?? []) yield * add(key)
+      }
     }
   }
   if (keys.size > 0 || !flushed) yield * flush(true)
@@ -285,7 +332,9 @@ export async function * buildParts (source: SnapshotSource, plan: Plan, generati
   if (plan.kind === 'incremental') {
     const walk = (ordered: boolean | undefined): { ordered?: true } => ordered === true ? { ordered: true } : {}
     if (plan.resume === undefined) {
-      for await (const { ops, ordered } of changedOps(source, plan.from, plan.to, limits, plan.rejoin?.keys)) {
+      // Keys the planning already collected (every key of a one-step catch-up), or the log's.
+      const known = plan.keys !== undefined
+      for await (const { ops, ordered } of changedOps(source, plan.from, plan.to, limits, known ? plan.keys : plan.rejoin?.keys, {}, !known)) {
         yield * emit({ from: plan.from, to: plan.to, full: false, ops, ...walk(ordered && plan.rejoin === undefined) })
       }
     } else {

@@ -284,8 +284,9 @@ export class Replicator {
     } else {
       this.#setState('streaming')
       let from = plan.from
-      plans = (plan.steps ?? await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)).map((step) => {
-        const stepPlan: Plan = { kind: 'incremental', from, to: step }
+      const steps = plan.steps ?? await planSteps(source, plan.from, plan.to, this.options.maxBatchOps)
+      plans = steps.map((step) => {
+        const stepPlan: Plan = { kind: 'incremental', from, to: step, keys: steps.length === 1 ? plan.keys : undefined }
         from = step
         return stepPlan
       })
@@ -427,8 +428,8 @@ export class Replicator {
       return { kind: 'incremental', from: resume.from, to, resume: { index: resume.parts, after: resume.upto, seq: resume.to } }
     }
     if (this.consistent) {
-      const steps = await planCatchUp(source, this.watermark, to, this.options.maxBatchOps)
-      if (steps !== null) return { kind: 'incremental', from: this.watermark, to, steps }
+      const planned = await planCatchUp(source, this.watermark, to, this.options.maxBatchOps)
+      if (planned !== null) return { kind: 'incremental', from: this.watermark, to, steps: planned.steps, keys: planned.keys }
     }
     return { kind: 'full', to, resume: null, overwrite }
   }
