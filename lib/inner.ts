@@ -28,9 +28,9 @@ const storesBuffers = new WeakMap<InnerDb, boolean>()
 /**
  * `db.batch(ops)`, going straight to the implementation's `_batch` where abstract-level's public
  * layer would change nothing: an open root db that takes Buffers as they are, with no prewrite
- * hook and no 'write' listener. That layer clones, validates and re-encodes every op, about 13 µs
- * per call with classic-level, a quarter of an awaited two-op write. Anything else takes the
- * public path, so hooks, events, sublevels and deferred opening behave as ever.
+ * hook and no 'write' listener. That layer clones, validates and re-encodes every op of every
+ * commit, which the pipeline's own ops never need. Anything else takes the public path, so hooks,
+ * events, sublevels and deferred opening behave as ever.
  */
 export function writeBatch (db: InnerDb, ops: InnerOp[], options: BatchOptions = BUFFERS): Promise<void> {
   const d = db as Private
