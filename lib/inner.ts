@@ -34,7 +34,7 @@ const storesBuffers = new WeakMap<InnerDb, boolean>()
  */
 export function writeBatch (db: InnerDb, ops: InnerOp[], options: BatchOptions = BUFFERS): Promise<void> {
   const d = db as Private
-  if (d.status === 'open' && d.hooks.prewrite.noop === true && d.listenerCount('write') === 0 && storesAsIs(d)) {
+  if (d.status === 'open' && d.hooks?.prewrite?.noop === true && typeof d.listenerCount === 'function' && d.listenerCount('write') === 0 && storesAsIs(d)) {
     return d._batch(ops, options)
   }
   return db.batch(ops, options)
