@@ -39,7 +39,7 @@ export class LevelReplica implements ReplicaAdapter {
     }
     checkReplicaOptions('LevelReplica', options, ['maxApplyBytes'])
     this.#engine = new ReplicaEngine(db, { maxApplyBytes: options.maxApplyBytes })
-    this.name = `level-${++count}`
+    this.name = options.name ?? `level-${++count}`
     this.options = { ...options }
   }
 

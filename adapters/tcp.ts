@@ -87,7 +87,7 @@ export class TcpReplica implements ReplicaAdapter {
       throw new MirrorError(`TcpReplica: option 'heartbeatTimeout' (${timeout}) must be above 'heartbeatInterval' (${interval})`, codes.INVALID_OPTION)
     }
     this.options = { ...options, host, port }
-    this.name = `tcp-${host}:${port}/${options.resource}`
+    this.name = options.name ?? `tcp-${host}:${port}/${options.resource}`
   }
 
   async hello (): Promise<ReplicaHello> {

@@ -259,7 +259,7 @@ describe('status after a reopen and a reconnect', () => {
       await sleep(5)
     }
     expect(seen.length).toBeGreaterThan(5)
-    for (const b of seen) expect(b).toMatchObject({ from: 0, to: db.head!.seq, full: true })
+    for (const b of seen) expect(b).toMatchObject({ from: 0, to: db.head!.seq, full: true, staged: 0 })
     const last = seen[seen.length - 1]
     expect(last.parts).toBeGreaterThanOrEqual(20)
     expect(last.ops).toBeGreaterThanOrEqual(200)

@@ -13,6 +13,7 @@ import { FaultProxy } from './tcp-helpers'
 // replica there (its engine closed and opened again on the same db: the resume must come from the
 // journal it stored). Records every hello.
 class FailingLink extends TestAdapter {
+  onPart: (() => void) | null = null
   failAt = new Set<number>()
   restartOnFail = false
   hellos: ReplicaHello[] = []
@@ -25,6 +26,7 @@ class FailingLink extends TestAdapter {
   }
 
   override async apply (part: BatchPart, received?: () => void): Promise<PartAck> {
+    this.onPart?.()
     if (this.failAt.has(++this.calls)) {
       this.parts.push(part)
       if (this.restartOnFail) await this.restart()
@@ -65,6 +67,9 @@ describe('a journaled incremental batch cut short', () => {
       link.failAt = new Set([before + 8, before + 16])
       // Writes go on while it catches up (one after each part), so the resumed batch has keys
       // changed after it began.
+      // What mirrorStatus() says of the batch as each part goes out.
+      const staged: number[] = []
+      link.onPart = () => staged.push(db.mirrorStatus().replicas[0].batch?.staged ?? -1)
       link.release()
       for (let m = 0; m < 20 && link.calls < before + 18; m++) {
         await db.batch([{ type: 'put', key: `k${String(m * 7).padStart(4, '0')}`, value: value(1000 + m) }, { type: 'put', key: 'hot', value: `again ${m}` }])
@@ -88,6 +93,8 @@ describe('a journaled incremental batch cut short', () => {
       }
       const pending = incremental[0].pending!
       expect(pending.parts).toBe(link.parts[before + 7].index)
+      // mirrorStatus() said so too: the resumed batch showed the parts held from before.
+      expect(staged).toContain(pending.parts)
       expect(pending.upto).not.toBeNull()
       // The batch was not shipped again from its first key: its keys went out about once.
       const backlog = link.parts.slice(before).filter((p) => p.from === link.parts[before].from)

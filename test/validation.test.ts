@@ -90,7 +90,11 @@ describe('replica adapters\' common options', () => {
       for (const [name, options] of bad) {
         expect(() => build(options), JSON.stringify(options)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining(name) }))
       }
-      expect(build({ name: 'backup', maxDelay: 0, maxBatchOps: 10, maxBatchBytes: 4096, retryMinDelay: 10, retryMaxDelay: 10, overwrite: true, verifyEvery: 1000, verifyRepair: false }).options).toMatchObject({ name: 'backup' })
+      const named = build({ name: 'backup', maxDelay: 0, maxBatchOps: 10, maxBatchBytes: 4096, retryMinDelay: 10, retryMaxDelay: 10, overwrite: true, verifyEvery: 1000, verifyRepair: false })
+      // The adapter's own name is the one it is known by (verify(replica.name) finds it).
+      expect(named.name).toBe('backup')
+      // A first delay past the default longest one raises the longest with it.
+      expect(() => build({ retryMinDelay: 20_000 })).not.toThrow()
     })
   }
 })

@@ -20,8 +20,8 @@ describe('value pages', () => {
         let largest = 0
         for await (const values of valuePages(db, keys, undefined, pageBytes)) {
           expect(values.length).toBeGreaterThan(0)
-          // Sized by the largest value of the page before: as many of it as fit the bytes.
-          expect(values.length).toBeLessThanOrEqual(previous === 0 ? 8 : Math.max(1, Math.min(256, 2 * previous, Math.floor(pageBytes / Math.max(1, largest)))))
+          // Never past 64 keys; sized by the largest value of the page before: as many of it as fit.
+          expect(values.length).toBeLessThanOrEqual(previous === 0 ? 8 : Math.max(1, Math.min(64, 2 * previous, Math.floor(pageBytes / Math.max(1, largest)))))
           previous = values.length
           largest = Math.max(1, ...values.map((v) => v?.length ?? 0))
           got.push(...values)
@@ -31,6 +31,18 @@ describe('value pages', () => {
         await db.close()
       }
     ), { numRuns: 40 })
+  })
+
+  it('after a run of small values, meet large ones with at most 64 in one page (a hostile trial: 256 of 5 MiB, 845 MiB of buffers)', async () => {
+    const db = new MemoryLevel<Buffer, Buffer>(BUFFERS)
+    const big = Buffer.alloc(1024 * 1024)
+    const keys = Array.from({ length: 500 }, (_, i) => Buffer.from(`k${String(i).padStart(3, '0')}`))
+    await db.batch(keys.map((key, i) => ({ type: 'put' as const, key, value: i < 300 ? Buffer.alloc(10) : big })))
+    let most = 0
+    for await (const values of valuePages(db, keys)) most = Math.max(most, values.reduce((n, v) => n + (v?.length ?? 0), 0))
+    expect(most).toBeLessThanOrEqual(64 * big.length)
+    expect(most).toBeGreaterThanOrEqual(4 * big.length)
+    await db.close()
   })
 
   it('keep a page of 5 MiB values to a few of them, where 256 at a time held 1.28 GB', async () => {

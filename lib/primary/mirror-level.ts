@@ -258,7 +258,11 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   async verify (options?: VerifyOptions): Promise<VerifyReport[]>
   async verify (nameOrOptions?: string | VerifyOptions, maybeOptions?: VerifyOptions): Promise<VerifyReport | VerifyReport[]> {
     const name = typeof nameOrOptions === 'string' ? nameOrOptions : undefined
-    const options = (typeof nameOrOptions === 'string' ? maybeOptions : nameOrOptions) ?? {}
+    // verify(undefined, options) is every replica with those options, not none of them.
+    const options = (typeof nameOrOptions === 'string' || nameOrOptions === undefined ? maybeOptions : nameOrOptions) ?? {}
+    if (nameOrOptions !== undefined && typeof nameOrOptions !== 'string' && maybeOptions !== undefined) {
+      throw new MirrorError('verify(): give a replica name and options, or options alone', codes.INVALID_OPTION)
+    }
     if (typeof options !== 'object' || options === null) throw new MirrorError(`verify(): options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
     knownOptions('verify()', options, ['repair', 'onProgress', 'timeout'])
     if (options.repair !== undefined && typeof options.repair !== 'boolean') throw new MirrorError('verify(): option \'repair\' must be a boolean', codes.INVALID_OPTION)

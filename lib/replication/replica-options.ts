@@ -61,7 +61,8 @@ function resolveCommon (where: string, o: CommonReplicaOptions, name: unknown): 
     throw new MirrorError(`${where}: option 'name' must be a non-empty string`, codes.INVALID_OPTION)
   }
   const retryMinDelay = positiveInteger(where, 'retryMinDelay', o.retryMinDelay, 100)
-  const retryMaxDelay = positiveInteger(where, 'retryMaxDelay', o.retryMaxDelay, 10_000)
+  // Unset, the longest delay is at least the first one: { retryMinDelay: 20000 } alone is valid.
+  const retryMaxDelay = positiveInteger(where, 'retryMaxDelay', o.retryMaxDelay, Math.max(10_000, retryMinDelay))
   if (retryMaxDelay < retryMinDelay) {
     throw new MirrorError(`${where}: retryMaxDelay (${retryMaxDelay}) is below retryMinDelay (${retryMinDelay})`, codes.INVALID_OPTION)
   }

@@ -37,12 +37,13 @@ export interface ReplicaStatus {
   /** Why it gets what it gets, when that is worth saying (a full copy instead of a rejoin, an overwrite). */
   reason: string | null
   /**
-   * The batch being shipped to it, while one is: from its watermark to `to`, a full copy or not,
-   * the parts the replica holds of it (a resumed batch counts those it had staged), and the ops and
-   * bytes of keys and values shipped, and ms spent, since it (re)started. The batch lands whole
-   * when its last part does; until then `watermark` and `lag` stay where they were.
+   * The batch being shipped to it, while one is: from its watermark to `to`, a full copy or not;
+   * `staged`, the parts the replica already held of it when it resumed (0 for a fresh batch); and
+   * the parts the replica has acknowledged, their ops and bytes of keys and values, and the ms,
+   * since it (re)started, as the `replica-batch` event counts them. The batch lands whole when its
+   * last part is applied; until then `watermark` and `lag` stay where they were.
    */
-  batch: { from: number, to: number, full: boolean, parts: number, ops: number, bytes: number, ms: number } | null
+  batch: { from: number, to: number, full: boolean, staged: number, parts: number, ops: number, bytes: number, ms: number } | null
 }
 
 /** Payload of the `replica-batch` event. */
@@ -364,7 +365,7 @@ async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<bo
 
 function inFlight (r: Replicator, now: number): ReplicaStatus['batch'] {
   const b = r.inFlight
-  return b === null ? null : { from: b.from, to: b.to, full: b.full, parts: b.parts, ops: b.ops, bytes: b.bytes, ms: now - b.started }
+  return b === null ? null : { from: b.from, to: b.to, full: b.full, staged: b.staged, parts: b.parts, ops: b.ops, bytes: b.bytes, ms: now - b.started }
 }
 
 // A verify rejects with a MirrorError whatever failed under it (the replica's db, its link), the

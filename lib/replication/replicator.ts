@@ -12,7 +12,7 @@ import { CANNOT_CURE, REFUSALS, type ReplicaState, type ResolvedReplicaOptions }
 
 export { resolveReplicaOptions, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
 
-interface InFlight { from: number, to: number, full: boolean, parts: number, ops: number, bytes: number, started: number }
+interface InFlight { from: number, to: number, full: boolean, staged: number, parts: number, ops: number, bytes: number, started: number }
 
 /** What a replicator needs from the primary; policy that spans replicas stays with the caller. */
 export interface ReplicatorHost {
@@ -359,7 +359,7 @@ export class Replicator {
         if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
         if (batch?.plan !== plan) {
           batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
-          this.inFlight = { from: batch.from, to: plan.to, full: plan.kind === 'full', parts: plan.resume?.index ?? 0, ops: 0, bytes: 0, started: Date.now() }
+          this.inFlight = { from: batch.from, to: plan.to, full: plan.kind === 'full', staged: plan.resume?.index ?? 0, parts: 0, ops: 0, bytes: 0, started: Date.now() }
         }
         const to = plan.to
         if (part.final) part.history = this.#historyFor(plan, batch.history)
@@ -369,7 +369,7 @@ export class Replicator {
         batch.ops += part.ops.length
         batch.bytes += partBytes(part)
         const progress = this.inFlight as InFlight
-        progress.parts++
+        progress.parts = batch.parts
         progress.ops = batch.ops
         progress.bytes = batch.bytes
         if (!part.final) continue
