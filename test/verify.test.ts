@@ -185,7 +185,7 @@ describe('verify and repair', () => {
     await expect(db.verify('backup', { repair: 'yes' } as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
     // No name and options second: they are read, not dropped (the hostile trial's repair that did not repair).
     await expect(db.verify(undefined as never, { repair: 'yes' } as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
-    await expect(db.verify({}, {} as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
+    await expect(db.verify({} as never, {} as never)).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
     expect(await db.verify()).toHaveLength(1)
     await db.close()
   })

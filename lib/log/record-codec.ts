@@ -130,55 +130,46 @@ function parseRecord (value: Uint8Array): [number, Buffer[] | null] | undefined 
   if (end < 3 || value[0] !== 0x92) return undefined
   const v = Buffer.from(value.buffer, value.byteOffset, end)
   let at = 1
-  let from: number
-  const tag = v[at]
-  if (tag < 0x80) {
-    from = tag
-    at += 1
-  } else if (tag === 0xcc && at + 2 <= end) {
-    from = v[at + 1]
-    at += 2
-  } else if (tag === 0xcd && at + 3 <= end) {
-    from = v.readUInt16BE(at + 1)
-    at += 3
-  } else if (tag === 0xce && at + 5 <= end) {
-    from = v.readUInt32BE(at + 1)
-    at += 5
-  } else return undefined
+  let from: number = v[at]
+  if (from >= 0x80) {
+    const size = uintAfter(from, 0xcc, 0xcd, 0xce)
+    if (size === 0 || at + 1 + size > end) return undefined
+    from = readUint(v, at + 1, size)
+    at += size
+  }
+  at += 1
   if (at >= end) return undefined
   const list = v[at]
   if (list === 0xc0) return at + 1 === end ? [from, null] : undefined
-  let n: number
-  if ((list & 0xf0) === 0x90) {
-    n = list & 0x0f
-    at += 1
-  } else if (list === 0xdc && at + 3 <= end) {
-    n = v.readUInt16BE(at + 1)
-    at += 3
-  } else if (list === 0xdd && at + 5 <= end) {
-    n = v.readUInt32BE(at + 1)
-    at += 5
-  } else return undefined
+  let n = list & 0x0f
+  if ((list & 0xf0) !== 0x90) {
+    const size = uintAfter(list, -1, 0xdc, 0xdd)
+    if (size === 0 || at + 1 + size > end) return undefined
+    n = readUint(v, at + 1, size)
+    at += size
+  }
+  at += 1
   // Each key takes at least two bytes: a count past that is not this encoding.
   if (n > (end - at) / 2) return undefined
   const keys = new Array<Buffer>(n)
   for (let i = 0; i < n; i++) {
-    if (at + 2 > end) return undefined
-    const bin = v[at]
-    let length: number
-    if (bin === 0xc4) {
-      length = v[at + 1]
-      at += 2
-    } else if (bin === 0xc5 && at + 3 <= end) {
-      length = v.readUInt16BE(at + 1)
-      at += 3
-    } else if (bin === 0xc6 && at + 5 <= end) {
-      length = v.readUInt32BE(at + 1)
-      at += 5
-    } else return undefined
+    const size = uintAfter(v[at], 0xc4, 0xc5, 0xc6)
+    if (size === 0 || at + 1 + size > end) return undefined
+    const length = readUint(v, at + 1, size)
+    at += 1 + size
     if (at + length > end) return undefined
     keys[i] = v.subarray(at, at + length)
     at += length
   }
   return at === end ? [from, keys] : undefined
+}
+
+// The bytes of the big-endian length or number that follows `tag`, when it is one of the 8, 16 or
+// 32-bit tags given; 0 when it is none of them.
+function uintAfter (tag: number, t8: number, t16: number, t32: number): number {
+  return tag === t8 ? 1 : tag === t16 ? 2 : tag === t32 ? 4 : 0
+}
+
+function readUint (v: Buffer, at: number, size: number): number {
+  return size === 1 ? v[at] : size === 2 ? v.readUInt16BE(at) : v.readUInt32BE(at)
 }
