@@ -31,7 +31,12 @@ describe('replication', () => {
     adapter.observed = []
     adapter.stall()
     const writes: Array<[number, number]> = [[0, 1024], [512, 1024], [0, 1024], [4096, 1024], [0, 1536]]
-    for (let i = 0; i < writes.length; i++) await dev.write(writes[i][0], Buffer.alloc(writes[i][1], i + 1))
+    for (let i = 0; i < writes.length; i++) {
+      await dev.write(writes[i][0], Buffer.alloc(writes[i][1], i + 1))
+      // The replica stalls on the first write's batch before the others come (as in the thread):
+      // waited for, not left to how soon the replicator happens to read its snapshot.
+      if (i === 0) await until(() => adapter.parts.length > 0)
+    }
     await sleep(20)
     adapter.release()
     await db.replicated()
