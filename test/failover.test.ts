@@ -31,6 +31,9 @@ describe('failover end to end (real processes, SIGKILL)', () => {
     // 1. A primary process mirrors async to `serve`, and is killed mid-stream.
     const server = await startServer(['--dir', serverDir, '--key-file', keyFile, '--port', '0', '--quiet'])
     const old = startPrimary({ dir: oldDir, replicas: [{ kind: 'tcp', port: server.port, resource: 'app', key: KEY }], start: 1 })
+    // Mid-stream: the replica holds some of the writes (on a loaded machine the first batch can
+    // come after the 400th write: killed before it, the server held nothing to promote).
+    await old.saw(/"event":"batch"/)
     await old.saw('wrote 400')
     old.child.kill('SIGKILL')
     await old.done

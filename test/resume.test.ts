@@ -266,3 +266,35 @@ describe('a journaled incremental batch cut short', () => {
     }
   }, 120_000)
 })
+
+describe('a journaled first copy cut short', () => {
+  it('in the middle of a value\'s pieces starts over instead of resuming after that key (which the replica refused for good)', async () => {
+    const inner = new MemoryLevel<string, Buffer>({ valueEncoding: 'buffer' })
+    for (let i = 0; i < 5; i++) await inner.put(`a${i}`, Buffer.alloc(100, i))
+    await inner.put('big', Buffer.alloc(1_000_000, 7))
+    for (let i = 0; i < 5; i++) await inner.put(`z${i}`, Buffer.alloc(100, i))
+    // Parts of 64 KiB (the value goes in pieces), journaled past 100 kB; the link fails right after
+    // the first part that ends with a piece of 'big'.
+    const link = new FailingLink(new MemoryLevel() as never, { maxBatchBytes: 65_536, maxApplyBytes: 100_000 } as never)
+    let cut = false
+    const apply = link.apply.bind(link)
+    link.apply = async (part: BatchPart, received?: () => void): Promise<PartAck> => {
+      const ack = await apply(part, received)
+      const last = part.ops[part.ops.length - 1] as { more?: boolean } | undefined
+      if (!cut && part.full && part.index >= 2 && last?.more === true) {
+        cut = true
+        throw new Error('injected: link failed after a piece')
+      }
+      return ack
+    }
+    const db = new MirrorLevel(inner as never, { replicas: [link] })
+    await db.open()
+    await db.replicated({ timeout: 10_000 })
+    expect(cut).toBe(true)
+    // The replica said it held part of a copy, but not one to resume: the copy started over.
+    expect(link.hellos.some((h) => h.pending !== null)).toBe(false)
+    expect(db.mirrorStatus().replicas[0]).toMatchObject({ state: 'idle', consistent: true })
+    expect(await serialize(link.db)).toBe(await serialize(inner as never))
+    await db.close()
+  })
+})

@@ -159,8 +159,11 @@ export class ReplicaEngine {
     const j = staged !== null && staged.held === null ? staged.header : null
     const pending: PendingCopy | null = j === null || j.committed
       ? null
+      // A copy resumes after the last key its parts hold whole: cut in the middle of a value's
+      // pieces, the primary would resume after that key and the rest of the value would never
+      // come (every later part refused, MIRROR_BAD_PART, for good). Such a copy starts over.
       : j.full && !j.copyDone
-        ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto }
+        ? (j.piece === null ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto } : null)
         // An incremental batch resumes between keys, not in the middle of a value's pieces.
         : !j.full && j.resumable && j.piece === null && j.from === this.#state.watermark
           ? { to: j.readAt, generation: j.readAtGeneration, parts: j.parts, upto: j.upto, from: j.from }
