@@ -368,8 +368,9 @@ function inFlight (r: Replicator, now: number): ReplicaStatus['batch'] {
   return b === null ? null : { from: b.from, to: b.to, full: b.full, staged: b.staged, parts: b.parts, ops: b.ops, bytes: b.bytes, ms: now - b.started }
 }
 
-// A verify rejects with a MirrorError whatever failed under it (the replica's db, its link), the
-// replica's own error as the cause.
+// A verify rejects with a MirrorError whatever failed under it: a replica db's own error (no code
+// of ours) becomes MIRROR_REPLICA_FAILED with it as the cause; our errors (a dropped link's
+// MIRROR_UNREACHABLE) keep their code.
 function verifyFailed (name: string, err: unknown): MirrorError {
   if (err instanceof MirrorError) return err
   const code = telling(err) === 'LEVEL_CORRUPTION' ? codes.CORRUPT : codes.REPLICA_FAILED

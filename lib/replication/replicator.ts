@@ -353,25 +353,23 @@ export class Replicator {
 
   // Ships batches one after the other, each part in order; a batch ends with its final part.
   async #shipBatches (shipments: AsyncIterable<Shipment>): Promise<void> {
-    let batch = null as { plan: Plan, from: number, history: HistoryEntry[], parts: number, ops: number, bytes: number } | null
+    let batch = null as { plan: Plan, from: number, history: HistoryEntry[], progress: InFlight } | null
     try {
       for await (const { plan, part } of shipments) {
         if (this.#aborted) throw new MirrorError('closed before the batch was shipped; it ships after the next open', codes.CLOSED)
         if (batch?.plan !== plan) {
-          batch = { plan, from: this.watermark, history: this.#host.history(), parts: 0, ops: 0, bytes: 0 }
-          this.inFlight = { from: batch.from, to: plan.to, full: plan.kind === 'full', staged: plan.resume?.index ?? 0, parts: 0, ops: 0, bytes: 0, started: Date.now() }
+          const progress = { from: this.watermark, to: plan.to, full: plan.kind === 'full', staged: plan.resume?.index ?? 0, parts: 0, ops: 0, bytes: 0, started: Date.now() }
+          batch = { plan, from: this.watermark, history: this.#host.history(), progress }
+          this.inFlight = progress
         }
         const to = plan.to
         if (part.final) part.history = this.#historyFor(plan, batch.history)
         const onReceived = part.final ? () => this.#received(to) : undefined
         const ack = await this.adapter.apply(part, onReceived)
-        batch.parts++
-        batch.ops += part.ops.length
-        batch.bytes += partBytes(part)
-        const progress = this.inFlight as InFlight
-        progress.parts = batch.parts
-        progress.ops = batch.ops
-        progress.bytes = batch.bytes
+        const { progress } = batch
+        progress.parts++
+        progress.ops += part.ops.length
+        progress.bytes += partBytes(part)
         if (!part.final) continue
         this.inFlight = null
         if (ack.watermark < to) throw new MirrorError(`replica '${this.name}' acknowledged seq ${ack.watermark} for a batch to ${to}`, codes.BAD_PART)
@@ -382,7 +380,7 @@ export class Replicator {
         this.#rejoin = null
         this.#knownHistory = true
         this.#attempt = 0
-        this.#host.batchShipped(this, { from: batch.from, to, full: plan.kind === 'full', parts: batch.parts, ops: batch.ops, bytes: batch.bytes })
+        this.#host.batchShipped(this, { from: batch.from, to, full: plan.kind === 'full', parts: progress.parts, ops: progress.ops, bytes: progress.bytes })
         // Said now, not once the next read ahead is known to be nothing: whoever waited for this
         // batch may look at the state at once.
         this.lastError = null
