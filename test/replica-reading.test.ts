@@ -55,6 +55,9 @@ describe('reading a live replica', () => {
     const db = new MirrorLevel(inner, { replicas: [new LevelReplica(rdb, { maxBatchOps: 20, maxDelay: 20 })] })
     db.on('replica-batch', (e) => batches.push(e))
     await db.open()
+    // Raw reads are promised real states once the replica holds one (a first copy into a replica
+    // that held nothing is written in place: test/first-copy.test.ts).
+    await db.replicated()
     const done = { value: false }
     const sampling = sampleWhile(async () => await serialize(rdb as never), states, done)
     await concurrentWrites(db, 60)

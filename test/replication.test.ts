@@ -521,16 +521,24 @@ describe('replica engine', () => {
     const again = new ReplicaEngine(db as never, { maxApplyBytes: 1 })
     await again.open()
     expect(again.hello()).toEqual({ generation: null, watermark: 0, pending: { to: 3, generation: gen, parts: 1, upto: Buffer.from('m') }, foreign: null, checksum: null, demoted: null })
-    expect(await serialize(db as never)).toBe('[]') // staged, not applied
+    // A first copy into a replica that held nothing is written in place: the db holds its parts so far.
+    expect(await serialize(db as never)).toBe('[["61","31"]]')
     await again.apply({ generation: gen, from: 0, to: 4, index: 1, final: true, full: true, range: { after: Buffer.from('m'), upto: null }, ops: [put('x', '2')] })
     expect(again.hello()).toMatchObject({ generation: gen, watermark: 4, pending: null })
     await again.apply({ generation: gen, from: 4, to: 6, index: 0, final: false, full: false, ops: [put('q', '1')] })
     await again.close()
-    const third = new ReplicaEngine(db as never)
+    const third = new ReplicaEngine(db as never, { maxApplyBytes: 1 })
     await third.open()
     expect(third.hello()).toEqual({ generation: gen, watermark: 4, pending: null, foreign: null, checksum: null, demoted: null })
     expect(await db.get('q')).toBeUndefined()
+    // A replica that holds a state gets a full copy staged: its data stays as it was until the copy is whole.
+    await third.apply({ generation: 'g2', from: 0, to: 9, index: 0, final: false, full: true, range: { after: null, upto: Buffer.from('m') }, ops: [put('b', '3')] })
     await third.close()
+    const fourth = new ReplicaEngine(db as never)
+    await fourth.open()
+    expect(fourth.hello()).toEqual({ generation: gen, watermark: 4, pending: { to: 9, generation: 'g2', parts: 1, upto: Buffer.from('m') }, foreign: null, checksum: null, demoted: null })
+    expect(await serialize(db as never)).toBe('[["61","31"],["78","32"]]') // staged, not applied
+    await fourth.close()
   })
 })
 

@@ -1,7 +1,6 @@
-import type { AbstractSnapshot } from 'abstract-level'
 import { MirrorError, codes } from '../errors'
-import { entryDigests, fingerprintRange, type KeyRangeBounds } from '../fingerprint'
-import type { ReplicaEngine, ReplicaPosition } from '../replica/engine'
+import { entryDigests, fingerprintRange, newFingerprint, type KeyRangeBounds } from '../fingerprint'
+import type { ReadView, ReplicaEngine, ReplicaPosition } from '../replica/engine'
 import { StoreCursor, type CursorPosition } from '../replica/cursor'
 import type { Message } from './protocol'
 
@@ -18,14 +17,14 @@ const asKey = (v: Uint8Array | null): Buffer | null => v === null ? null : Buffe
  */
 export class ReadSession {
   #engine: ReplicaEngine
-  #view: { snapshot: AbstractSnapshot, position: ReplicaPosition, release: () => void } | null = null
+  #view: ReadView | null = null
   #cursor: StoreCursor | null = null
 
   constructor (engine: ReplicaEngine) {
     this.#engine = engine
   }
 
-  #ensure (): { snapshot: AbstractSnapshot, position: ReplicaPosition } {
+  #ensure (): ReadView {
     this.#view ??= this.#engine.readView()
     return this.#view
   }
@@ -42,7 +41,8 @@ export class ReadSession {
       throw new MirrorError('read needs from: { key, offset }', codes.PROTOCOL)
     }
     const maxBytes = Number.isSafeInteger(m.maxBytes) && (m.maxBytes as number) > 0 ? Math.min(m.maxBytes as number, MAX_READ_BYTES) : 4 * 1024 * 1024
-    const { snapshot } = this.#ensure()
+    const { snapshot, empty } = this.#ensure()
+    if (empty) return { ops: [], next: null, position: this.#position(m.history === true), approximateDone: null }
     this.#cursor ??= new StoreCursor(this.#engine.db, snapshot)
     const chunk = await this.#cursor.read({ key: asKey(from.key as Uint8Array | null), offset: from.offset as number } satisfies CursorPosition, maxBytes)
     const first = from.key === null && from.offset === 0
@@ -59,16 +59,17 @@ export class ReadSession {
   /** `{ ranges: [{ after, upto }] }` → a fingerprint of each range of the view. */
   async fingerprint (m: Message): Promise<Record<string, unknown>> {
     const ranges = checkRanges(m)
-    const { snapshot } = this.#ensure()
+    const { snapshot, empty } = this.#ensure()
     const fingerprints = []
-    for (const r of ranges) fingerprints.push(await fingerprintRange(this.#engine.db, r.after, r.upto, snapshot))
+    for (const r of ranges) fingerprints.push(empty ? newFingerprint() : await fingerprintRange(this.#engine.db, r.after, r.upto, snapshot))
     return { fingerprints, position: this.#position(false) }
   }
 
   /** `{ range: { after, upto }, from, limit, maxBytes? }` → the range's entries with their digests, a page of them. */
   async digests (m: Message): Promise<Record<string, unknown>> {
     const { range, from, limit, maxBytes } = checkDigestsRequest(m)
-    const { snapshot } = this.#ensure()
+    const { snapshot, empty } = this.#ensure()
+    if (empty) return { entries: [], more: false, position: this.#position(false) }
     return { ...(await entryDigests(this.#engine.db, range, from, limit, snapshot, maxBytes)), position: this.#position(false) }
   }
 

@@ -32,7 +32,8 @@ export function firstHeader (part: BatchPart): JournalHeader {
     readAtGeneration: part.generation,
     applying: false,
     resumable: walk !== false,
-    appliedParts: 0
+    appliedParts: 0,
+    inPlace: false
   }
 }
 

@@ -11,7 +11,7 @@ import { opsBytes, validatePart } from './part-codec'
 import { bad, continuePieces, firstHeader, followHeader, nextHistory } from './batch-rules'
 import { NEVER_SYNCED, decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
 import { checksum, type HistoryEntry } from '../history'
-import { entryDigests, fingerprintRange, type Fingerprint, type KeyRangeBounds } from '../fingerprint'
+import { entryDigests, fingerprintRange, newFingerprint, type Fingerprint, type KeyRangeBounds } from '../fingerprint'
 import { demotedRecords, trimDiscarded } from './discarded'
 
 /** Options of {@link ReplicaEngine}. */
@@ -41,10 +41,14 @@ interface Held {
   piece: { key: Buffer, chunks: Buffer[], part: number } | null
 }
 
-/** The batch being received: its header, and its parts in memory (`held`) or in the journal (null). */
+/**
+ * The batch being received: its header, and its parts in memory (`held`) or in the journal (null).
+ * A first copy written in place holds only the value whose pieces are still arriving (`piece`).
+ */
 interface Staged {
   header: JournalHeader
   held: Held | null
+  piece?: { key: Buffer, chunks: Buffer[] } | null
 }
 
 /** The state a reader sees during a journaled apply: the replica just before it, held open. */
@@ -132,6 +136,8 @@ export class ReplicaEngine {
     const [head, history] = await this.#db.getMany([metaKeys.head, metaKeys.history], BUFFERS)
     if (head !== undefined || history !== undefined) return 'primary'
     if (this.#state.generation !== null || this.#state.demoted !== null) return null
+    // What a first copy written in place has written so far is this line's, not foreign data.
+    if (this.#staged?.header.inPlace === true) return null
     for (const range of userRanges(null, null)) {
       const first = await this.#db.keys({ ...range, limit: 1, keyEncoding: 'buffer' }).all()
       if (first.length > 0) return 'data'
@@ -182,20 +188,23 @@ export class ReplicaEngine {
   /**
    * For readers in this process: a snapshot of a real state of the primary. During a journaled
    * apply it is the replica as it was before the apply began; otherwise the replica as it is now.
-   * Call `release` when done with it.
+   * Call `release` when done with it. `empty`: the replica holds no state of a primary yet but
+   * the db holds part of a first copy (written in place): readers must show nothing.
    */
-  readView (): { snapshot: AbstractSnapshot, position: ReplicaPosition, release: () => void } {
+  readView (): ReadView {
     if (!this.#open) throw new MirrorError('The replica is not open', codes.NOT_OPEN)
     // The state a view shows is the one the engine holds until a batch settles: before a journaled
     // apply the stable snapshot, otherwise the db as it is now.
     const { generation, watermark, history } = this.#state
     const position: ReplicaPosition = { generation, watermark, history, checksum: history === null ? null : checksum(history) }
+    const empty = generation === null && this.#staged?.header.inPlace === true
     const stable = this.#stable
     if (stable !== null) {
       stable.users++
       let released = false
       return {
         position,
+        empty,
         snapshot: stable.snapshot,
         release: () => {
           if (released) return
@@ -206,7 +215,7 @@ export class ReplicaEngine {
       }
     }
     const snapshot = this.#db.snapshot()
-    return { snapshot, position, release: () => void snapshot.close() }
+    return { snapshot, position, empty, release: () => void snapshot.close() }
   }
 
   /**
@@ -229,6 +238,7 @@ export class ReplicaEngine {
     const view = this.readView()
     try {
       const out: Fingerprint[] = []
+      if (view.empty) return ranges.map(() => newFingerprint())
       for (const r of ranges) out.push(await fingerprintRange(this.#db, r.after, r.upto, view.snapshot))
       return out
     } finally {
@@ -240,6 +250,7 @@ export class ReplicaEngine {
   async digests (range: KeyRangeBounds, from: Buffer | null, limit: number, maxBytes?: number): Promise<{ entries: Array<[Buffer, Buffer]>, more: boolean }> {
     const view = this.readView()
     try {
+      if (view.empty) return { entries: [], more: false }
       return await entryDigests(this.#db, range, from, limit, view.snapshot, maxBytes)
     } finally {
       view.release()
@@ -285,16 +296,25 @@ export class ReplicaEngine {
           ? 'This store is a primary\'s own store, not a replica: refusing to overwrite it (set overwrite to replace it)'
           : 'This store holds data that no primary of this line sent it: refusing to overwrite it (set overwrite to replace it)', codes.REPLICA_NOT_EMPTY)
       }
-      await this.#dropStaged()
       header = firstHeader(part)
+      // A replica that holds nothing has no state to keep readable while a copy lands: the copy is
+      // written in place, once, instead of staged and then written again.
+      header.inPlace = part.full && st.generation === null && st.demoted === null && this.#foreign === null
+      // Started over, an in-place copy keeps its header until the new one replaces it: dropped
+      // first, a crash in between would leave its data looking foreign (MIRROR_REPLICA_NOT_EMPTY).
+      if (header.inPlace && this.#staged?.header.inPlace === true) this.#staged = null
+      else await this.#dropStaged()
     } else {
       header = this.#follow(part)
+      // The first pieces of a value were in memory only, and a restart lost them.
+      if (header.inPlace && header.piece !== null && (this.#staged?.piece ?? null) === null) throw bad('the first pieces of this value were lost in a restart: the copy starts over')
     }
     header.piece = continuePieces(header.piece, part.ops, part.full && part.range === undefined && !header.copyDone)
     if (part.final && header.piece !== null) throw bad('the batch ends in the middle of a value')
     if (part.final && header.full && !header.copyDone) throw bad('a full batch cannot end before its copy reaches the end of the keyspace')
     if (part.final) header.history = nextHistory(header, st, part)
     header.committed = part.final
+    if (header.inPlace) return await this.#writeInPlace(part, header)
 
     const staged: Staged = part.index === 0 ? { header, held: emptyHeld() } : { ...this.#staged!, header }
     if (staged.held !== null && !this.#hold(staged.held, part)) await this.#spill(staged)
@@ -305,6 +325,37 @@ export class ReplicaEngine {
     if (part.final) {
       if (staged.held === null || !(await this.#applyHeld(staged))) await this.#applyJournal(header)
     }
+    return { watermark: this.#state.watermark }
+  }
+
+  // A part of a first copy written in place: the keys of its range it does not list deleted, its
+  // ops written (a value in pieces once it is whole), the header with the last write, so a copy
+  // cut short resumes after what landed. The final part writes the replica's state instead.
+  async #writeInPlace (part: BatchPart, header: JournalHeader): Promise<PartAck> {
+    if (part.range !== undefined) {
+      for await (const gone of unlistedKeys(this.#db, part.range, part.ops)) await writeBatch(this.#db, gone.map((key) => ({ type: 'del', key })))
+    }
+    const before = part.index === 0 ? null : this.#staged?.piece ?? null
+    // A copy of the chunks so far: a write that fails leaves the staged state as it was.
+    let piece = before === null ? null : { key: before.key, chunks: [...before.chunks] }
+    const ops: InnerOp[] = []
+    for (const op of part.ops) {
+      if (piece !== null) {
+        piece.chunks.push((op as { value: Buffer }).value)
+        if (op.type === 'put' && op.more === true) continue
+        ops.push({ type: 'put', key: piece.key, value: Buffer.concat(piece.chunks) })
+        piece = null
+      } else if (op.type === 'put' && op.more === true) {
+        piece = { key: op.key, chunks: [op.value] }
+      } else {
+        ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : op)
+      }
+    }
+    if (part.final) ops.push(...this.#finishOps(header, true))
+    else ops.push({ type: 'put', key: metaKeys.journal, value: encodeJournal(header) })
+    await writeBatch(this.#db, ops)
+    this.#staged = { header, held: null, piece }
+    if (part.final) await this.#settle(header)
     return { watermark: this.#state.watermark }
   }
 
@@ -463,6 +514,15 @@ export class ReplicaEngine {
     stable.done = true
     if (stable.users === 0) void stable.snapshot.close()
   }
+}
+
+/** What {@link ReplicaEngine.readView} gives a reader. */
+export interface ReadView {
+  snapshot: AbstractSnapshot
+  position: ReplicaPosition
+  /** The db holds part of a first copy and no state of a primary yet: show nothing. */
+  empty: boolean
+  release: () => void
 }
 
 function emptyHeld (): Held {

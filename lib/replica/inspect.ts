@@ -14,7 +14,7 @@ export interface StoreReport {
    */
   consistent: boolean
   primary?: { head: number, logBytes: number, history: Array<[string, number]>, preexisting: boolean }
-  replica?: { generation: string | null, watermark: number, staged: { to: number, parts: number, full: boolean, committed: boolean, applying: boolean } | null, demoted?: { head: number } | null }
+  replica?: { generation: string | null, watermark: number, staged: { to: number, parts: number, full: boolean, committed: boolean, applying: boolean, inPlace: boolean } | null, demoted?: { head: number } | null }
   text: string
 }
 
@@ -30,16 +30,17 @@ export async function inspectStore (db: InnerDb): Promise<StoreReport> {
   if (state !== undefined || journal !== undefined) {
     const st = state === undefined ? NEVER_SYNCED : decodeReplicaState(state)
     const j = journal === undefined ? null : decodeJournal(journal)
-    const staged = j === null ? null : { to: j.to, parts: j.parts, full: j.full, committed: j.committed, applying: j.applying }
+    const staged = j === null ? null : { to: j.to, parts: j.parts, full: j.full, committed: j.committed, applying: j.applying, inPlace: j.inPlace }
     // A committed batch whose apply has not begun has not touched the data yet: it is applied on the next open.
     const mixed = staged !== null && staged.committed && staged.applying
     const consistent = st.generation !== null && !mixed
     const why = mixed
       ? `NOT consistent: a batch to seq ${staged.to} was being applied when the process stopped; run \`mirror-level recover\` on this directory before reading it with plain level`
       : st.demoted !== null ? `a demoted primary (it was a primary at seq ${st.demoted.head}): it rejoins when a primary of its line meets it as a replica`
-        : st.generation === null ? 'NOT consistent: never synced, it holds no state of a primary yet' : 'consistent: plain level reads a real state of the primary'
+        : staged?.inPlace === true ? 'NOT consistent: never synced, its first copy is half written (its primary resumes it; plain level would read part of a copy)'
+          : st.generation === null ? 'NOT consistent: never synced, it holds no state of a primary yet' : 'consistent: plain level reads a real state of the primary'
     const text = `replica: generation ${st.generation ?? '(none)'}, watermark ${st.watermark}` +
-      (staged === null ? '' : `; staged ${staged.full ? 'full copy' : 'batch'} to seq ${staged.to}, ${staged.parts} part(s), ${!staged.committed ? 'not committed (the data is untouched by it)' : mixed ? 'being applied' : 'committed, to be applied on the next open (the data is untouched by it yet)'}`) +
+      (staged === null ? '' : `; staged ${staged.full ? 'full copy' : 'batch'} to seq ${staged.to}, ${staged.parts} part(s), ${staged.inPlace ? 'written in place (the data holds the parts so far)' : !staged.committed ? 'not committed (the data is untouched by it)' : mixed ? 'being applied' : 'committed, to be applied on the next open (the data is untouched by it yet)'}`) +
       `\n${why}`
     return { role: 'replica', consistent, replica: { generation: st.generation, watermark: st.watermark, staged, demoted: st.demoted === null ? null : { head: st.demoted.head } }, text }
   }

@@ -9,6 +9,7 @@ import type { ReplicaEngine } from './engine'
  * A read-only abstract-level view of a live replica in this process that only ever shows real
  * states of the primary: every read (a get, a getMany, an iterator from start to close) sees one
  * state, and while the engine applies a journaled batch it sees the state before that batch.
+ * While a first copy is written in place into a replica that held nothing, it shows nothing.
  * The reserved range is hidden; writes are refused with `MIRROR_READ_ONLY`. It reads while the
  * replica is open (from the primary's open to its close) and never closes the replica db.
  */
@@ -38,10 +39,11 @@ export class ReplicaReader<KDefault = string, VDefault = string> extends Abstrac
 
   async _close (): Promise<void> {}
 
-  async #read<T> (fn: (snapshot: AbstractSnapshot) => Promise<T>): Promise<T> {
+  // `empty`: what `fn` gives for a replica that holds no state of a primary yet.
+  async #read<T> (fn: (snapshot: AbstractSnapshot) => Promise<T>, empty: T): Promise<T> {
     const view = this.#engine.readView()
     try {
-      return await fn(view.snapshot)
+      return view.empty ? empty : await fn(view.snapshot)
     } finally {
       view.release()
     }
@@ -49,11 +51,11 @@ export class ReplicaReader<KDefault = string, VDefault = string> extends Abstrac
 
   async _get (key: Buffer): Promise<Buffer | undefined> {
     if (isReserved(key)) return undefined
-    return await this.#read((snapshot) => this.#engine.db.get(key, { ...BUFFERS, snapshot }))
+    return await this.#read((snapshot) => this.#engine.db.get(key, { ...BUFFERS, snapshot }), undefined)
   }
 
   async _getMany (keys: Buffer[]): Promise<Array<Buffer | undefined>> {
-    const values: Array<Buffer | undefined> = await this.#read((snapshot) => this.#engine.db.getMany(keys, { ...BUFFERS, snapshot }))
+    const values: Array<Buffer | undefined> = await this.#read((snapshot) => this.#engine.db.getMany(keys, { ...BUFFERS, snapshot }), keys.map(() => undefined))
     for (let i = 0; i < keys.length; i++) if (isReserved(keys[i])) values[i] = undefined
     return values
   }
@@ -69,7 +71,7 @@ export class ReplicaReader<KDefault = string, VDefault = string> extends Abstrac
   _iterator (options: Record<string, unknown>): UserIterator<KDefault, VDefault> {
     const view = this.#engine.readView()
     const { limit, keys, keyEncoding, valueEncoding, snapshot, ...rest } = options
-    const inner = this.#engine.db.iterator({ ...rest, ...BUFFERS, keys: true, values: options.values !== false, snapshot: view.snapshot }) as unknown as InnerIterator
+    const inner = this.#engine.db.iterator({ ...rest, ...BUFFERS, keys: true, values: options.values !== false, snapshot: view.snapshot, ...(view.empty ? { limit: 0 } : {}) }) as unknown as InnerIterator
     const close = inner.close.bind(inner)
     inner.close = async () => {
       try {

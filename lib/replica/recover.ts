@@ -54,7 +54,9 @@ export async function recoverStore (db: InnerDb): Promise<RecoveryReport> {
   const what = {
     applied: `applied the committed batch: the replica is at seq ${after.replica!.watermark}`,
     dropped: `dropped an uncommitted batch to seq ${staged?.to ?? 0}: the replica stays at seq ${after.replica!.watermark}`,
-    kept: `kept a staged ${staged?.full === true ? 'full copy' : 'batch'} for the primary to resume; the replica's data is untouched by it (seq ${after.replica!.watermark})`,
+    kept: staged?.inPlace === true
+      ? 'kept a first copy written in place for the primary to resume: the replica was never synced, and its data is the copy\'s parts so far'
+      : `kept a staged ${staged?.full === true ? 'full copy' : 'batch'} for the primary to resume; the replica's data is untouched by it (seq ${after.replica!.watermark})`,
     none: `nothing to recover: the replica is at seq ${after.replica!.watermark}`
   }[action]
   const note = salvaged ? '\nLevelDB reported corruption: its repair salvaged what could be read; verify the replica against its primary (mirror-level verify --repair) to mend what was lost' : ''

@@ -50,6 +50,11 @@ export interface JournalHeader {
   resumable: boolean
   /** Of a committed batch being applied: the parts applied so far (the apply goes on from there). */
   appliedParts: number
+  /**
+   * A first copy into a replica that held nothing: its parts are written straight into the user
+   * keyspace (nothing to keep readable there), not staged; only this header is kept, to resume.
+   */
+  inPlace: boolean
 }
 
 const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -109,6 +114,7 @@ export function decodeJournal (value: Uint8Array): JournalHeader {
     readAtGeneration: typeof j.readAtGeneration === 'string' ? j.readAtGeneration : j.generation,
     applying: j.applying === true,
     resumable: j.resumable === true,
-    appliedParts: isSeq(j.appliedParts) && j.appliedParts <= (j.parts as number) ? j.appliedParts : 0
+    appliedParts: isSeq(j.appliedParts) && j.appliedParts <= (j.parts as number) ? j.appliedParts : 0,
+    inPlace: j.inPlace === true && j.full === true
   }
 }
