@@ -2,7 +2,8 @@
 // mirror and tcp: the replica is synced, goes offline while MIB MiB of chunk writes land, and comes
 // back (a backlog caught up from the log); first: a new replica's first copy of the same store;
 // plain: a copy of a classic-level snapshot into a fresh directory.
-// Prints one JSON line: { bytes, seconds, rssMiB, ... } for the copy phase alone.
+// Prints one JSON line: { bytes, seconds, rssMiB, ... } for the copy phase alone. SETTLE=ms in the
+// environment waits that long before it (LevelDB still compacts what the write phase wrote).
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -106,6 +107,7 @@ if (kind === 'mirror' || kind === 'tcp' || kind === 'first') {
     bytes += e.bytes
     full ||= e.full
   })
+  if (process.env.SETTLE !== undefined) await new Promise((resolve) => setTimeout(resolve, Number(process.env.SETTLE)))
   const base = resetPeak()
   const t0 = performance.now()
   adapter.online = true
@@ -122,6 +124,7 @@ if (kind === 'mirror' || kind === 'tcp' || kind === 'first') {
   await writeDevice(src)
   const dst = new ClassicLevel<Buffer, Buffer>(join(dir, 'plain-copy'), { keyEncoding: 'buffer', valueEncoding: 'buffer', ...REPLICA_DB })
   await dst.open()
+  if (process.env.SETTLE !== undefined) await new Promise((resolve) => setTimeout(resolve, Number(process.env.SETTLE)))
   const base = resetPeak()
   const t0 = performance.now()
   const snapshot = src.snapshot()
