@@ -7,6 +7,7 @@ import type { MemoryBudget } from '../memory-budget'
 import { positiveInteger } from '../options'
 import { userRanges } from '../user-ranges'
 import { Journal, unlistedKeys, type StagedPart } from './journal'
+import { wholeOp, type Piece } from './pieces'
 import { opsBytes, validatePart } from './part-codec'
 import { bad, continuePieces, firstHeader, followHeader, nextHistory } from './batch-rules'
 import { NEVER_SYNCED, decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
@@ -48,7 +49,7 @@ interface Held {
 interface Staged {
   header: JournalHeader
   held: Held | null
-  piece?: { key: Buffer, chunks: Buffer[] } | null
+  piece?: Piece | null
 }
 
 /** The state a reader sees during a journaled apply: the replica just before it, held open. */
@@ -337,24 +338,16 @@ export class ReplicaEngine {
     }
     const before = part.index === 0 ? null : this.#staged?.piece ?? null
     // A copy of the chunks so far: a write that fails leaves the staged state as it was.
-    let piece = before === null ? null : { key: before.key, chunks: [...before.chunks] }
+    const assembling = { piece: before === null ? null : { key: before.key, chunks: [...before.chunks] } }
     const ops: InnerOp[] = []
     for (const op of part.ops) {
-      if (piece !== null) {
-        piece.chunks.push((op as { value: Buffer }).value)
-        if (op.type === 'put' && op.more === true) continue
-        ops.push({ type: 'put', key: piece.key, value: Buffer.concat(piece.chunks) })
-        piece = null
-      } else if (op.type === 'put' && op.more === true) {
-        piece = { key: op.key, chunks: [op.value] }
-      } else {
-        ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : op)
-      }
+      const whole = wholeOp(assembling, op)
+      if (whole !== null) ops.push(whole)
     }
     if (part.final) ops.push(...this.#finishOps(header, true))
     else ops.push({ type: 'put', key: metaKeys.journal, value: encodeJournal(header) })
     await writeBatch(this.#db, ops)
-    this.#staged = { header, held: null, piece }
+    this.#staged = { header, held: null, piece: assembling.piece }
     if (part.final) await this.#settle(header)
     return { watermark: this.#state.watermark }
   }

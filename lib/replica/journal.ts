@@ -4,6 +4,7 @@ import { BUFFERS, type InnerDb, type InnerOp } from '../inner'
 import { metaKey, writeSeq } from '../keyspace'
 import { userRanges } from '../user-ranges'
 import { decodeStagedPart, encodeStagedPart } from './part-codec'
+import { wholeOp, type Piece } from './pieces'
 
 const PART_PREFIX = metaKey('journal-part/')
 const PARTS_RANGE = { gte: PART_PREFIX, lt: metaKey('journal-part0'), keyEncoding: 'buffer' } as const
@@ -54,7 +55,7 @@ export class Journal {
    * fails can start again at `next` instead of at the first part.
    */
   async apply (count: number, check: () => void, start = 0, progress?: { ops: (next: number) => InnerOp[], done: (next: number) => void }): Promise<void> {
-    let piece: { key: Buffer, chunks: Buffer[] } | null = null
+    const assembling: { piece: Piece | null } = { piece: null }
     for (let i = start; i < count; i++) {
       check()
       const { range, ops } = await this.read(i)
@@ -66,23 +67,16 @@ export class Journal {
       }
       let batch: InnerOp[] = []
       for (const op of ops) {
-        if (piece !== null) {
-          piece.chunks.push((op as { value: Buffer }).value)
-          if (op.type === 'put' && op.more === true) continue
-          batch.push({ type: 'put', key: piece.key, value: Buffer.concat(piece.chunks) })
-          piece = null
-        } else if (op.type === 'put' && op.more === true) {
-          piece = { key: op.key, chunks: [op.value] }
-        } else {
-          batch.push(op.type === 'put' ? { type: 'put', key: op.key, value: op.value } : op)
-        }
+        const whole = wholeOp(assembling, op)
+        if (whole === null) continue
+        batch.push(whole)
         if (batch.length >= APPLY_CHUNK) {
           check()
           await this.#db.batch(batch, BUFFERS)
           batch = []
         }
       }
-      const done = progress !== undefined && piece === null && i + 1 < count
+      const done = progress !== undefined && assembling.piece === null && i + 1 < count
       if (done) batch.push(...progress.ops(i + 1))
       if (batch.length > 0) await this.#db.batch(batch, BUFFERS)
       if (done) progress.done(i + 1)
