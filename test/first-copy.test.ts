@@ -8,6 +8,8 @@ import { ReplicaEngine } from '../lib/replica/engine'
 import { ReplicaReader } from '../lib/replica/reader'
 import { inspectStore } from '../lib/replica/inspect'
 import { recoverStore } from '../lib/replica/recover'
+import { promoteStore } from '../lib/replica/promote'
+import { openDirSource } from '../lib/recovery/sources'
 import type { BatchPart } from '../lib/adapter'
 import { dirData, tempDir, userData } from './helpers'
 
@@ -64,6 +66,66 @@ describe('a first copy into a replica that held nothing', () => {
     }
   })
 
+  it('readers show nothing while parts land, also while a copy started over deletes what the old one left, and with data a copy is to overwrite', async () => {
+    const { dir, cleanup } = tempDir()
+    const path = `${dir}/replica`
+    const many = (tag: string): BatchPart['ops'] => Array.from({ length: 20_000 }, (_, i) => put(`k${String(i).padStart(5, '0')}`, tag))
+    // Polls the reader until `work` is done: every read sees nothing, unless the copy has landed
+    // (a replica once synced stays so here: a read that saw data had a synced view).
+    const watch = async (engine: ReplicaEngine, reader: ReplicaReader, work: Promise<unknown>): Promise<number> => {
+      let done = false
+      let reads = 0
+      const polling = (async () => {
+        while (!done) {
+          const seen = await reader.keys({ limit: 1 }).all()
+          if (seen.length > 0) expect(engine.hello().generation, `read ${reads} saw ${seen[0]} before the copy landed`).not.toBeNull()
+          else expect(await reader.get('k00000')).toBeUndefined()
+          reads++
+          // An empty view answers without I/O: let the apply's writes run.
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+      })()
+      await work.finally(() => { done = true })
+      await polling
+      return reads
+    }
+    try {
+      const engine = new ReplicaEngine(new ClassicLevel(path) as never)
+      await engine.open()
+      const reader = new ReplicaReader(engine)
+      await reader.open()
+      let reads = await watch(engine, reader, engine.apply(copyPart(0, false, { after: null, upto: B('m') }, many('a'))))
+      await reader.close()
+      await engine.close()
+      const again = new ReplicaEngine(new ClassicLevel(path) as never)
+      await again.open()
+      const second = new ReplicaReader(again)
+      await second.open()
+      // Started over in another generation: the old copy's keys are deleted, then the new ones written.
+      reads += await watch(again, second, again.apply({ ...copyPart(0, false, { after: null, upto: B('m') }, [put('a', '1')]), generation: 'g2' }))
+      expect(await again.db.keys({ lt: B('m'), keyEncoding: 'buffer' } as never).all()).toEqual([B('a')])
+      await second.close()
+      await again.close()
+
+      // Data in a store never synced, to be replaced by a copy with overwrite: not a state of any primary.
+      const other = `${dir}/foreign`
+      const plain = new ClassicLevel(other)
+      await plain.batch(many('theirs').map((op) => ({ type: 'put' as const, key: op.key, value: (op as { value: Buffer }).value })))
+      await plain.close()
+      const third = new ReplicaEngine(new ClassicLevel(other) as never, { maxApplyBytes: 1 })
+      await third.open()
+      const reader3 = new ReplicaReader(third)
+      await reader3.open()
+      reads += await watch(third, reader3, third.apply({ ...copyPart(0, true, { after: null, upto: null }, [put('b', '2')]), overwrite: true }))
+      expect(await reader3.iterator().all()).toEqual([['b', '2']])
+      await reader3.close()
+      await third.close()
+      expect(reads).toBeGreaterThan(3)
+    } finally {
+      cleanup()
+    }
+  })
+
   it('cut short, reopens as its own copy (not foreign data) and resumes; recover keeps it and says what the data is', async () => {
     const { dir, cleanup } = tempDir()
     const path = `${dir}/replica`
@@ -76,6 +138,9 @@ describe('a first copy into a replica that held nothing', () => {
       expect(recovered.action).toBe('kept')
       expect(recovered.text).toMatch(/written in place/)
       expect(recovered.after.consistent).toBe(false)
+      // It holds no state to promote or restore from, and says so (recover cannot make it one).
+      await expect(promoteStore(new ClassicLevel(path) as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE', message: expect.stringMatching(/never synced/) })
+      await expect(openDirSource(path, (p) => new ClassicLevel(p) as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE', message: expect.stringMatching(/never synced \(its first copy is not complete/) })
 
       const again = new ReplicaEngine(new ClassicLevel(path) as never)
       await again.open()

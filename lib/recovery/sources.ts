@@ -55,8 +55,11 @@ export async function openDirSource (dir: string, open: (path: string) => InnerD
     const report = await inspectStore(db)
     if (report.role === 'primary') throw new MirrorError(`${dir} is a primary's store, not a replica: open it as it is, or copy its directory`, codes.WRONG_ROLE)
     if (report.role !== 'replica') throw new MirrorError(`${dir} is not a mirror-level replica`, codes.WRONG_ROLE)
+    if (report.replica?.generation === null) {
+      throw new MirrorError(`${dir} was never synced (${report.replica.staged !== null ? 'its first copy is not complete: its primary finishes it' : 'it holds no state of a primary'}): there is nothing to restore`, codes.WRONG_ROLE)
+    }
     if (!report.consistent) {
-      throw new MirrorError(`${dir} is not consistent (${report.replica?.generation === null ? 'never synced' : 'a batch is half applied'}): run \`mirror-level recover ${dir}\` first`, codes.WRONG_ROLE)
+      throw new MirrorError(`${dir} is not consistent (a batch is half applied): run \`mirror-level recover ${dir}\` first`, codes.WRONG_ROLE)
     }
     const raw = await db.get(metaKeys.replica, BUFFERS)
     const state = decodeReplicaState(raw!)

@@ -189,8 +189,9 @@ export class ReplicaEngine {
   /**
    * For readers in this process: a snapshot of a real state of the primary. During a journaled
    * apply it is the replica as it was before the apply began; otherwise the replica as it is now.
-   * Call `release` when done with it. `empty`: the replica holds no state of a primary yet but
-   * the db holds part of a first copy (written in place): readers must show nothing.
+   * Call `release` when done with it. `empty`: the replica was never synced, so it holds no state
+   * of a primary whatever its db holds (part of a first copy, data a copy is to overwrite):
+   * readers must show nothing.
    */
   readView (): ReadView {
     if (!this.#open) throw new MirrorError('The replica is not open', codes.NOT_OPEN)
@@ -198,7 +199,9 @@ export class ReplicaEngine {
     // apply the stable snapshot, otherwise the db as it is now.
     const { generation, watermark, history } = this.#state
     const position: ReplicaPosition = { generation, watermark, history, checksum: history === null ? null : checksum(history) }
-    const empty = generation === null && this.#staged?.header.inPlace === true
+    // Never synced, the db holds no state of a primary: maybe nothing, maybe part of a first copy
+    // (written in place, visible to a snapshot before its header is), maybe data it is to overwrite.
+    const empty = generation === null
     const stable = this.#stable
     if (stable !== null) {
       stable.users++

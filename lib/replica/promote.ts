@@ -33,8 +33,9 @@ export async function promoteStore (db: InnerDb): Promise<PromoteReport> {
     await engine.open()
     await engine.close()
     await db.open()
-    const [raw, head] = await db.getMany([metaKeys.replica, metaKeys.head], BUFFERS)
+    const [raw, head, journal] = await db.getMany([metaKeys.replica, metaKeys.head, metaKeys.journal], BUFFERS)
     if (head !== undefined) throw new MirrorError('This store is already a primary: nothing to promote', codes.WRONG_ROLE)
+    if (raw === undefined && journal !== undefined) throw new MirrorError('This replica was never synced (its first copy is not complete: its primary finishes it): it holds no state of a primary to promote', codes.WRONG_ROLE)
     if (raw === undefined) throw new MirrorError('This store is not a mirror-level replica: nothing to promote', codes.WRONG_ROLE)
     const state = decodeReplicaState(raw)
     if (state.demoted !== null) {
