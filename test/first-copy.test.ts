@@ -109,7 +109,7 @@ describe('a first copy into a replica that held nothing', () => {
 
       // Data in a store never synced, to be replaced by a copy with overwrite: not a state of any primary.
       const other = `${dir}/foreign`
-      const plain = new ClassicLevel(other)
+      const plain = new ClassicLevel<Buffer, Buffer>(other, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
       await plain.batch(many('theirs').map((op) => ({ type: 'put' as const, key: op.key, value: (op as { value: Buffer }).value })))
       await plain.close()
       const third = new ReplicaEngine(new ClassicLevel(other) as never, { maxApplyBytes: 1 })
