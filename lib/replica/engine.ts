@@ -516,7 +516,7 @@ export class ReplicaEngine {
 export interface ReadView {
   snapshot: AbstractSnapshot
   position: ReplicaPosition
-  /** The db holds part of a first copy and no state of a primary yet: show nothing. */
+  /** The replica was never synced (or is a demoted primary waiting to rejoin): it holds no state of a primary, show nothing. */
   empty: boolean
   release: () => void
 }
