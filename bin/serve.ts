@@ -90,7 +90,8 @@ export async function serve (argv: string[]): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
-    process.stderr.write(`${new Date().toISOString()} ${signal}: finishing the part in hand and closing\n`)
+    // A clean stop is no error: --quiet ("log nothing but errors") leaves it out.
+    if (!quiet) process.stderr.write(`${new Date().toISOString()} ${signal}: finishing the part in hand and closing\n`)
     server.close().then(() => process.exit(0), (err) => fail(`closing failed: ${(err as Error).message}`))
   }
   process.on('SIGTERM', () => stop('SIGTERM'))

@@ -96,6 +96,15 @@ describe('the mirror-level command line', () => {
     again.child.kill('SIGTERM')
     expect(await exited(again.child)).toEqual({ code: 0, signal: null })
     expect(existsSync(existing)).toBe(true)
+    expect(again.stderr()).toMatch(/SIGTERM: finishing the part in hand and closing/)
+  })
+
+  it('serve --quiet logs nothing on a clean stop (only errors)', async () => {
+    const server = await startServer(['--dir', fresh(), '--key-file', keyFile, '--port', '0', '--quiet'])
+    await challenged(server.port)
+    server.child.kill('SIGTERM')
+    expect(await exited(server.child)).toEqual({ code: 0, signal: null })
+    expect(server.stderr()).toBe('')
   })
 
   it('status: a directory another process has open is in use (exit 1)', async () => {
