@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
 import { tempDir } from './helpers'
-import { exited, runCli, startServer } from './tcp-helpers'
+import { drained, exited, runCli, startServer } from './tcp-helpers'
 
 const tmp = tempDir('mirror-level-cli-')
 afterAll(() => tmp.cleanup())
@@ -96,6 +96,7 @@ describe('the mirror-level command line', () => {
     again.child.kill('SIGTERM')
     expect(await exited(again.child)).toEqual({ code: 0, signal: null })
     expect(existsSync(existing)).toBe(true)
+    await drained(again.child)
     expect(again.stderr()).toMatch(/SIGTERM: finishing the part in hand and closing/)
   })
 
@@ -104,6 +105,7 @@ describe('the mirror-level command line', () => {
     await challenged(server.port)
     server.child.kill('SIGTERM')
     expect(await exited(server.child)).toEqual({ code: 0, signal: null })
+    await drained(server.child)
     expect(server.stderr()).toBe('')
   })
 

@@ -54,6 +54,12 @@ export function runCli (args: string[]): Promise<{ code: number | null, stdout: 
   })
 }
 
+/** Resolves once a child's stdout and stderr are read to the end ('exit' may come before them). */
+export function drained (child: ChildProcess): Promise<void> {
+  if (child.stdout?.destroyed !== false && child.stderr?.destroyed !== false) return Promise.resolve()
+  return new Promise((resolve) => child.once('close', () => resolve()))
+}
+
 export function exited (child: ChildProcess): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
