@@ -193,6 +193,7 @@ function opCost (op: ReplicaOp): number {
   return op.key.length + (op.type === 'put' ? op.value.length : 0) + OP_OVERHEAD
 }
 const OP_OVERHEAD = 32
+const NO_CHUNKS: readonly OpsChunk[] = Object.freeze([])
 
 /**
  * A chunk of ops for one part; `pieces`: it holds nothing but further pieces of one value;
@@ -214,10 +215,16 @@ export class PartBuffer {
   bytes = 0
   constructor (private limits: PartLimits) {}
 
-  * add (op: ReplicaOp): Generator<OpsChunk> {
+  /**
+   * Adds `op`; returns the chunks it completed, in order (most often none). An array, not a
+   * generator: this runs once per op shipped, and a generator per op was a tenth of the primary's
+   * allocations in live mirroring.
+   */
+  add (op: ReplicaOp): readonly OpsChunk[] {
     const cost = opCost(op)
-    if (this.ops.length > 0 && this.bytes + cost > this.limits.maxBytes) yield this.take()
+    const before = this.ops.length > 0 && this.bytes + cost > this.limits.maxBytes ? this.take() : null
     if (op.type === 'put' && cost > this.limits.maxBytes) {
+      const chunks = before === null ? [] : [before]
       const room = this.limits.maxBytes - op.key.length - OP_OVERHEAD
       if (room < 1) {
         throw new MirrorError(`A key of ${op.key.length} bytes cannot be shipped in parts of ${this.limits.maxBytes} bytes (maxBatchBytes, or the replica's frame limit)`, codes.TOO_LARGE)
@@ -227,13 +234,15 @@ export class PartBuffer {
         const piece: ReplicaOp = more
           ? { type: 'put', key: op.key, value: op.value.subarray(at, at + room), more: true }
           : { type: 'put', key: op.key, value: op.value.subarray(at) }
-        yield { ops: [piece], pieces: at > 0 }
+        chunks.push({ ops: [piece], pieces: at > 0 })
       }
-      return
+      return chunks
     }
     this.ops.push(op)
     this.bytes += cost
-    if (this.ops.length >= this.limits.maxOps || this.bytes >= this.limits.maxBytes) yield this.take()
+    const full = this.ops.length >= this.limits.maxOps || this.bytes >= this.limits.maxBytes ? this.take() : null
+    if (before === null) return full === null ? NO_CHUNKS : [full]
+    return full === null ? [before] : [before, full]
   }
 
   take (): OpsChunk {
@@ -277,20 +286,22 @@ async function * changedOps (source: SnapshotSource, after: number, to: number, 
     }
     if (part.ops.length > 0) yield { ...part.take(), ordered }
   }
-  const add = async function * (key: Buffer): AsyncGenerator<OpsChunk> {
-    if ((only.after !== undefined && only.after !== null && Buffer.compare(key, only.after) <= 0) || (only.upto !== undefined && Buffer.compare(key, only.upto) > 0)) return
+  // Whether the set is full once `key` is in it. Not a generator: it runs for every key of every
+  // record of a catch-up.
+  const add = (key: Buffer): boolean => {
+    if ((only.after !== undefined && only.after !== null && Buffer.compare(key, only.after) <= 0) || (only.upto !== undefined && Buffer.compare(key, only.upto) > 0)) return false
     const id = key.toString('latin1')
-    if (keys.has(id)) return
+    if (keys.has(id)) return false
     keys.set(id, key)
     keyBytes += key.length + 64
-    if (keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes) yield * flush(false)
+    return keys.size >= KEY_SET_BOUNDS.maxKeys || keyBytes >= KEY_SET_BOUNDS.maxBytes
   }
   // Keys named elsewhere (a demoted primary's own changes after the fork) ship with the log's.
-  for (const key of also) yield * add(key)
+  for (const key of also) if (add(key)) yield * flush(false)
   if (fromLog) {
     for await (const chunk of readRecordChunks(source, after, to)) {
       for (const record of chunk) {
-        for (const key of record.keys ?? []) yield * add(key)
+        for (const key of record.keys ?? []) if (add(key)) yield * flush(false)
       }
     }
   }
@@ -306,7 +317,7 @@ async function * copyOps (source: SnapshotSource, after: Buffer | null, limits: 
       while (true) {
         const entries: Array<[Buffer, Buffer]> = await it.nextv(256)
         if (entries.length === 0) break
-        for (const [key, value] of entries) yield * part.add({ type: 'put', key, value })
+        for (const [key, value] of entries) for (const chunk of part.add({ type: 'put', key, value })) yield chunk
       }
     } finally {
       await it.close()
@@ -395,7 +406,11 @@ export function * tailParts (ops: ReplicaOp[], plan: Plan & { kind: 'incremental
     // The tail's ops are every key of the batch once, in key order: one walk.
     held = { generation, from: plan.from, to: plan.to, index: index++, final: false, full: false, ordered: true, ops: chunk }
   }
-  for (const op of ops) for (const chunk of buffer.add(op)) yield * emit(chunk.ops)
+  // Index loops: in a generator, for-of made an iterator and its results for every op.
+  for (let i = 0; i < ops.length; i++) {
+    const chunks = buffer.add(ops[i])
+    for (let k = 0; k < chunks.length; k++) yield * emit(chunks[k].ops)
+  }
   if (buffer.ops.length > 0 || held === null) yield * emit(buffer.take().ops)
   yield { ...(held as unknown as BatchPart), final: true }
 }
