@@ -35,8 +35,9 @@ export async function batches4k (rounds = 12, batches = 200): Promise<Result> {
     }
     return batches * 100
   }
-  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
-  return report('4 KiB values, batches of 100, one batch at a time (async)', 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.95x')
+  const rates = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  const [a, m] = rates
+  return report('4 KiB values, batches of 100, one batch at a time (async)', 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.95x', rates.ratios)
 }
 
 export async function concurrentPuts (): Promise<Result> {
@@ -50,8 +51,9 @@ export async function burstPuts (rounds = 4, puts = 200_000): Promise<Result> {
     await Promise.all(Array.from({ length: puts }, async () => await db.put(randomKey(), value)))
     return puts
   }
-  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
-  return report(`${puts} 100-byte puts issued at once`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], 'none; for reference')
+  const rates = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  const [a, m] = rates
+  return report(`${puts} 100-byte puts issued at once`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], 'none; for reference', rates.ratios)
 }
 
 /** Puts one at a time, each awaited before the next: how most apps write. */
@@ -61,8 +63,9 @@ export async function awaitedPuts (size: number, rounds = 8, puts = 20_000): Pro
     for (let i = 0; i < puts; i++) await db.put(randomKey(), value)
     return puts
   }
-  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
-  return report(`${size}-byte puts, one at a time, each awaited`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.9x')
+  const rates = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  const [a, m] = rates
+  return report(`${size}-byte puts, one at a time, each awaited`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], '>= 0.9x', rates.ratios)
 }
 
 /** `concurrency` writers putting `size`-byte values, each awaiting its own put. */
@@ -74,8 +77,9 @@ export async function concurrentSized (size: number, target = 'none; for referen
     await Promise.all(Array.from({ length: concurrency }, worker))
     return puts
   }
-  const [a, m] = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
-  return report(`${concurrency} concurrent ${size}-byte puts`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], target)
+  const rates = await alternate([side('bare', false, work), side('mirror', true, work)], rounds)
+  const [a, m] = rates
+  return report(`${concurrency} concurrent ${size}-byte puts`, 'puts', ['bare classic-level', a], ['MirrorLevel(classic-level)', m], target, rates.ratios)
 }
 
 /**
@@ -123,6 +127,7 @@ export async function deviceWrites (rounds = 12, writes = 5000, size = 256 * 102
     await dev.close()
     return writes
   }
-  const [a, m] = await alternate([side('bare', false, bare), side('device', true, device)], rounds)
-  return report('BlockDevice 4 KiB aligned random writes, one at a time', 'writes', ['raw classic-level puts of the chunks', a], ['BlockDevice on MirrorLevel(classic-level)', m], 'none; for reference')
+  const rates = await alternate([side('bare', false, bare), side('device', true, device)], rounds)
+  const [a, m] = rates
+  return report('BlockDevice 4 KiB aligned random writes, one at a time', 'writes', ['raw classic-level puts of the chunks', a], ['BlockDevice on MirrorLevel(classic-level)', m], 'none; for reference', rates.ratios)
 }

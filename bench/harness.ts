@@ -38,21 +38,41 @@ export interface Side {
   round: (round: number) => Promise<Measured>
 }
 
+/** Both sides' throughput in units per second, and each round's ratio of the second to the first. */
+export type Rates = [number, number] & { ratios: number[] }
+
 /**
  * Runs the sides' rounds alternately (A B, B A, A B, ...) so that drift of the machine hits both
- * alike, and returns each side's throughput in units per second.
+ * alike, and returns each side's throughput in units per second, with the ratio of every round's
+ * pair (the two runs next to each other in time).
  */
-export async function alternate (sides: [Side, Side], rounds: number): Promise<[number, number]> {
+export async function alternate (sides: [Side, Side], rounds: number): Promise<Rates> {
   const seconds = [0, 0]
   const units = [0, 0]
+  const ratios: number[] = []
   for (let r = 0; r < rounds; r++) {
+    const rate = [0, 0]
     for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
       const m = await sides[i].round(r)
       units[i] += m.units
       seconds[i] += m.seconds
+      rate[i] = m.units / m.seconds
     }
+    ratios.push(rate[1] / rate[0])
   }
-  return [units[0] / seconds[0], units[1] / seconds[1]]
+  return Object.assign([units[0] / seconds[0], units[1] / seconds[1]] as [number, number], { ratios })
+}
+
+/** The median of `xs` (not empty). */
+export function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+
+/** "median 1.02x of 8 rounds, 0.95-1.10x": how far single rounds moved from each other. */
+export function spread (ratios: number[]): string {
+  return `median ${median(ratios).toFixed(2)}x of ${ratios.length} rounds, ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x`
 }
 
 /** What a round measured, with the CPU time the process spent in it (every thread). */
@@ -68,22 +88,36 @@ export async function timedCpu (fn: () => Promise<number>): Promise<MeasuredCpu>
   return { ...m, cpuSeconds: (c.user + c.system) / 1e6 }
 }
 
+/** A side's totals over its rounds of `rotate`, and each round's own measurement. */
+export interface Rotated {
+  rate: number
+  cpuPerUnit: number
+  rounds: MeasuredCpu[]
+}
+
 /**
  * Runs the rounds of several sides, rotating which goes first (A B C, B C A, C A B, ...), and
- * returns each side's units per second and CPU seconds per unit.
+ * returns each side's units per second and CPU seconds per unit, with every round it ran.
  */
-export async function rotate (sides: Array<{ name: string, round: (round: number) => Promise<MeasuredCpu> }>, rounds: number): Promise<Array<{ rate: number, cpuPerUnit: number }>> {
-  const totals = sides.map(() => ({ units: 0, seconds: 0, cpu: 0 }))
+export async function rotate (sides: Array<{ name: string, round: (round: number) => Promise<MeasuredCpu> }>, rounds: number): Promise<Rotated[]> {
+  const out: Rotated[] = sides.map(() => ({ rate: 0, cpuPerUnit: 0, rounds: [] }))
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < sides.length; k++) {
       const i = (r + k) % sides.length
-      const m = await sides[i].round(r)
-      totals[i].units += m.units
-      totals[i].seconds += m.seconds
-      totals[i].cpu += m.cpuSeconds
+      out[i].rounds.push(await sides[i].round(r))
     }
   }
-  return totals.map((t) => ({ rate: t.units / t.seconds, cpuPerUnit: t.cpu / t.units }))
+  for (const o of out) {
+    const sum = (f: (m: MeasuredCpu) => number): number => o.rounds.reduce((a, m) => a + f(m), 0)
+    o.rate = sum((m) => m.units) / sum((m) => m.seconds)
+    o.cpuPerUnit = sum((m) => m.cpuSeconds) / sum((m) => m.units)
+  }
+  return out
+}
+
+/** Per round, side `b`'s CPU per unit over side `a`'s (the rounds of one rotation ran side by side). */
+export function cpuRatios (a: Rotated, b: Rotated): number[] {
+  return a.rounds.map((m, r) => (b.rounds[r].cpuSeconds / b.rounds[r].units) / (m.cpuSeconds / m.units))
 }
 
 export function fmt (n: number): string {
@@ -96,9 +130,11 @@ export interface Result {
   target: string
 }
 
-export function report (title: string, unit: string, base: [string, number], ours: [string, number], target: string): Result {
+/** Prints one comparison; `ratios`, each round's own, show how much single rounds moved. */
+export function report (title: string, unit: string, base: [string, number], ours: [string, number], target: string, ratios?: number[]): Result {
   const ratio = ours[1] / base[1]
-  console.log(`${title}\n  ${base[0].padEnd(40)} ${fmt(base[1]).padStart(8)} ${unit}/s\n  ${ours[0].padEnd(40)} ${fmt(ours[1]).padStart(8)} ${unit}/s\n  ratio ${ratio.toFixed(2)}x (target ${target})\n`)
+  const rounds = ratios === undefined || ratios.length < 2 ? '' : ` (${spread(ratios)})`
+  console.log(`${title}\n  ${base[0].padEnd(40)} ${fmt(base[1]).padStart(8)} ${unit}/s\n  ${ours[0].padEnd(40)} ${fmt(ours[1]).padStart(8)} ${unit}/s\n  ratio ${ratio.toFixed(2)}x${rounds} (target ${target})\n`)
   return { title, ratio, target }
 }
 

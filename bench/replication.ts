@@ -141,9 +141,10 @@ export async function withReplica (rounds = 8): Promise<Result[]> {
           return m
         }
       })
-      const [a, b] = await alternate([side('alone', false), side('replica', true)], rounds)
+      const rates = await alternate([side('alone', false), side('replica', true)], rounds)
+      const [a, b] = rates
       const how = untilReplicated ? 'timed until the replica holds every write' : 'timed until the writes resolve (async mode)'
-      results.push(report(`${title}, with a live LevelReplica, ${how}`, 'puts', ['MirrorLevel without replica', a], ['MirrorLevel + LevelReplica (classic-level)', b], 'none; for reference'))
+      results.push(report(`${title}, with a live LevelReplica, ${how}`, 'puts', ['MirrorLevel without replica', a], ['MirrorLevel + LevelReplica (classic-level)', b], 'none; for reference', rates.ratios))
     }
   }
   return results
