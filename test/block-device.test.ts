@@ -242,6 +242,8 @@ describe('BlockDevice', () => {
     expect(await dev.read(0, 1000)).toEqual(Buffer.alloc(1000))
     expect(() => new BlockDevice(db, { size: 0 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
     expect(() => new BlockDevice(db, { size: 10, chunkSize: -4 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
+    // A misspelt chunk size would fix the default into the device for good.
+    expect(() => new BlockDevice(db, { size: 4096, chunksize: 512 } as never)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining("'chunksize'") }))
     expect(() => new BlockDevice(null as never)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
     await expect(new BlockDevice(new MirrorLevel(new MemoryLevel())).open()).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION' })
     await dev.close()

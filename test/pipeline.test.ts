@@ -246,4 +246,17 @@ describe('write pipeline', () => {
     expect(() => new MirrorLevel(new MemoryLevel(), { maxGroupOps: 1.5 })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
     expect(() => new MirrorLevel(new MemoryLevel(), { maxGroupBytes: '1' as never })).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION' }))
   })
+
+  it('refuses one of its own options in the wrong case or without its s, naming the one meant; passes on names it does not know, as abstract-level does', async () => {
+    for (const [typo, meant] of [['logbudget', 'logBudget'], ['MaxGroupOps', 'maxGroupOps'], ['replica', 'replicas'], ['closetimeout', 'closeTimeout']]) {
+      expect(() => new MirrorLevel(new MemoryLevel(), { [typo]: 1 } as never)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining(`did you mean '${meant}'`) }))
+    }
+    // abstract-level hands such options to open() and its postopen hooks ('userland' options)
+    const db = new MirrorLevel(new MemoryLevel(), { userland: 123 } as never)
+    const seen: unknown[] = []
+    db.hooks.postopen.add(async (options: unknown) => { seen.push(options) })
+    await db.open()
+    expect(seen).toEqual([expect.objectContaining({ userland: 123 })])
+    await db.close()
+  })
 })

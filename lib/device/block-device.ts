@@ -5,7 +5,7 @@ import { ChunkLocks } from './chunk-locks'
 import { MirrorError, codes } from '../errors'
 import { BUFFERS } from '../inner'
 import { readSeq, writeSeq } from '../keyspace'
-import { describe, positiveInteger } from '../options'
+import { describe, knownOptions, positiveInteger } from '../options'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 const CHUNK = 0x63 // 'c': chunk keys are 'c' + 8-byte big-endian index, so key order is offset order
@@ -55,6 +55,8 @@ export class BlockDevice {
     if (typeof options !== 'object' || options === null) {
       throw new MirrorError(`BlockDevice: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
     }
+    // A misspelt 'chunksize' would create the device with the default, fixed from then on.
+    knownOptions('BlockDevice', options, ['size', 'chunkSize'])
     if (options.size !== undefined) positiveInteger('BlockDevice', 'size', options.size)
     if (options.chunkSize !== undefined) {
       positiveInteger('BlockDevice', 'chunkSize', options.chunkSize)

@@ -10,6 +10,18 @@ import { refuseSharedDirectories } from './directories'
 // never bring the log under it.
 const MIN_LOG_BUDGET = 1024
 
+const MIRROR_OPTIONS = ['logBudget', 'maxGroupOps', 'maxGroupBytes', 'replicas', 'mode', 'onReplicaDown', 'replicaTimeout', 'closeTimeout']
+
+// abstract-level passes options it does not know on to open() and its hooks, so other names must
+// pass; but one of ours in the wrong case ('logbudget') would leave the default in force without
+// a word.
+function refuseMisspelt (options: object): void {
+  for (const name of Object.keys(options)) {
+    const meant = MIRROR_OPTIONS.find((o) => o !== name && (o.toLowerCase() === name.toLowerCase() || o === `${name}s`))
+    if (meant !== undefined) throw new MirrorError(`MirrorLevel: unknown option '${name}'; did you mean '${meant}'?`, codes.INVALID_OPTION)
+  }
+}
+
 /** Options of {@link MirrorLevel}, besides abstract-level's `keyEncoding` and `valueEncoding`. */
 export interface MirrorLevelOptions<K = string, V = string> extends AbstractDatabaseOptions<K, V> {
   /**
@@ -65,6 +77,7 @@ export function resolveMirrorOptions (inner: unknown, options: MirrorLevelOption
   if (typeof options !== 'object' || options === null) {
     throw new MirrorError(`MirrorLevel: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
   }
+  refuseMisspelt(options)
   const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, closeTimeout, ...forward } = options
   const budget = positiveInteger('MirrorLevel', 'logBudget', logBudget, 64 * 1024 * 1024)
   if (budget < MIN_LOG_BUDGET) {
