@@ -112,6 +112,10 @@ export function keygen (argv: string[]): void {
   const key = randomBytes(32).toString('hex')
   if (values.out === undefined) return void console.log(key)
   if (existsSync(values.out)) throw new UsageError(`${values.out} exists; not overwriting a key`)
-  writeFileSync(values.out, `${key}\n`, { mode: 0o600 })
+  try {
+    writeFileSync(values.out, `${key}\n`, { mode: 0o600 })
+  } catch (err) {
+    throw new UsageError(`cannot write the key to ${values.out}: ${(err as Error).message}`)
+  }
   console.log(`wrote a new key to ${values.out}`)
 }

@@ -41,6 +41,7 @@ describe('the mirror-level command line', () => {
     const out = join(tmp.dir, 'new-key')
     expect((await runCli(['keygen', '--out', out])).code).toBe(0)
     expect((await runCli(['keygen', '--out', out])).stderr).toMatch(/exists/)
+    expect(await runCli(['keygen', '--out', join(tmp.dir, 'no-such-dir', 'key')])).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot write the key to .*no-such-dir/) })
     const missing = await runCli(['serve', '--dir', fresh()])
     expect(missing).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs --key-file/) })
     const badFile = await runCli(['serve', '--dir', fresh(), '--key-file', '/nonexistent/key'])

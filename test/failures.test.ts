@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { ClassicLevel } from 'classic-level'
 import { MemoryLevel } from 'memory-level'
@@ -49,6 +50,24 @@ describe('a failed open closes what it opened and keeps the cause', () => {
       await again.close()
       const err2 = await db.open().catch((e) => e) // a second attempt gives the same reason
       expect(err2.cause.code).toBe('MIRROR_CORRUPT')
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('a replica whose path is a file: failed (no retry cures it), with the file\'s code; the primary writes on and the file is untouched', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const file = `${dir}/not-a-dir`
+      writeFileSync(file, 'mine')
+      const db = new MirrorLevel(new ClassicLevel(`${dir}/p`), { replicas: [new LevelReplica(new ClassicLevel(file), { name: 'backup' })] })
+      await db.open()
+      await until(() => db.mirrorStatus().replicas[0].state !== 'connecting')
+      expect(db.mirrorStatus().replicas[0]).toMatchObject({ state: 'failed', errorCode: expect.stringMatching(/^(EEXIST|ENOTDIR)$/) })
+      await db.put('k', 'v')
+      expect(await db.get('k')).toBe('v')
+      await db.close()
+      expect(readFileSync(file, 'utf8')).toBe('mine')
     } finally {
       cleanup()
     }

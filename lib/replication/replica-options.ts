@@ -90,6 +90,8 @@ export const CANNOT_CURE: ReadonlySet<string> = new Set([
   codes.AUTH, codes.PROTOCOL, codes.BAD_PART, codes.RESERVED_KEY, codes.CORRUPT, codes.TOO_LARGE,
   codes.INVALID_OPTION, codes.IS_REPLICA, codes.TLS, codes.FORBIDDEN, codes.WRONG_ROLE,
   // The replica's LevelDB cannot read its own files: a repairing verify or `mirror-level recover` salvages it.
-  'LEVEL_CORRUPTION'
+  'LEVEL_CORRUPTION',
+  // Its path is a file, not a directory, or may not be written: someone has to move or allow it.
+  'EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS'
 ])
 
