@@ -112,6 +112,50 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     expect(writes.sort()).toEqual([['k1', 'lost-1'], ['k2', null], ['only-old', 'lost-3']])
   })
 
+  it('a demoted primary whose log was truncated past the fork (an open with only one of its replicas) gets a full copy, every key saved first: nothing stays behind, nothing is lost', async () => {
+    const oldDir = join(tmp.dir, 'trunc-old')
+    const backupDir = join(tmp.dir, 'trunc-backup')
+    const secondDir = join(tmp.dir, 'trunc-second')
+    const lost = join(tmp.dir, 'trunc-lost.jsonl')
+    const old = new MirrorLevel(new ClassicLevel(oldDir), { replicas: [new LevelReplica(new ClassicLevel(backupDir), { name: 'backup' }), new LevelReplica(new ClassicLevel(secondDir), { name: 'second' })] })
+    for (let i = 0; i < 50; i++) await old.put(`k${i}`, `v${i}`)
+    await old.replicated()
+    const fork = old.head!.seq
+    await old.close()
+    // The backup is out of reach; an open with only the second replica (as \`mirror-level verify
+    // old second\` makes) lets the log go once the second has everything.
+    const alone = new MirrorLevel(new ClassicLevel(oldDir), { replicas: [new LevelReplica(new ClassicLevel(secondDir), { name: 'second' })] })
+    await alone.put('k1', 'lost-1')
+    await alone.del('k2')
+    await alone.put('only-old', 'lost-3')
+    await alone.replicated()
+    await until(() => alone.head!.logBytes === 0)
+    await alone.close()
+
+    await promoteStore(new ClassicLevel(backupDir) as never)
+    await demoteStore(new ClassicLevel(oldDir) as never, { saveDiscarded: lost })
+    const batches: Batch[] = []
+    const fresh = new MirrorLevel(new ClassicLevel(backupDir), { replicas: [new LevelReplica(new ClassicLevel(oldDir), { name: 'old' })] })
+    fresh.on('replica-batch', (e) => batches.push(e))
+    await fresh.put('k3', 'new-3')
+    await fresh.replicated()
+    expect(batches.filter((b) => b.name === 'old').map((b) => b.full)).toEqual([true])
+    expect(fresh.mirrorStatus().replicas[0]).toMatchObject({ state: 'idle', consistent: true })
+    await fresh.close()
+    // The old store is the new primary's, with none of its own writes after the fork left in it.
+    expect(await data(oldDir)).toEqual(await data(backupDir))
+    // Its writes after the fork are in the file: all of its keys as they were, since its log could not name them.
+    const saved = lines(lost)
+    expect(saved[0]).toMatchObject({ 'mirror-level': 'discarded writes', exact: false })
+    const writes = new Map(saved.slice(1).map((l) => [decodeBytes(l.key as never).toString(), l.value === null ? null : decodeBytes(l.value as never).toString()]))
+    expect(writes.get('k1')).toBe('lost-1')
+    expect(writes.get('only-old')).toBe('lost-3')
+    expect(writes.has('k2')).toBe(false) // deleted on the old primary after the fork
+    expect(writes.get('k3')).toBe('v3')
+    expect(writes.size).toBe(50) // k0-k49 without k2, with only-old
+    expect(fork).toBe(50)
+  })
+
   it('demote refuses to drop writes silently, and refuses what is not a primary', async () => {
     const dir = join(tmp.dir, 'refuse')
     const db = new MirrorLevel(new ClassicLevel(dir))

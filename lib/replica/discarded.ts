@@ -88,15 +88,34 @@ export async function saveDiscarded (db: InnerDb, path: string, history: History
       }
     }
   } else {
-    for (const range of userRanges(null, null)) {
-      for await (const [key, value] of db.iterator({ ...range, ...BUFFERS })) {
-        file.line({ seq: head, key: encodeBytes(key), value: encodeBytes(value) })
-        keys++
-      }
-    }
+    keys = await writeEveryKey(db, file, head)
   }
   file.commit()
   return { keys, exact: named }
+}
+
+async function writeEveryKey (db: InnerDb, file: DurableFile, head: number): Promise<number> {
+  let keys = 0
+  for (const range of userRanges(null, null)) {
+    for await (const [key, value] of db.iterator({ ...range, ...BUFFERS })) {
+      file.line({ seq: head, key: encodeBytes(key), value: encodeBytes(value) })
+      keys++
+    }
+  }
+  return keys
+}
+
+/**
+ * Replaces the file with every user key of the demoted store (`exact: false`), before a full copy
+ * replaces its data: the rejoin could not name the writes it made after the fork, so the file
+ * saved at demotion, which holds what its log named then, may lack some of them.
+ */
+export async function saveEveryKey (db: InnerDb, path: string, history: HistoryEntry[], head: number): Promise<number> {
+  const file = new DurableFile(path)
+  file.line({ 'mirror-level': 'discarded writes', format: 1, history, head, fork: null, exact: false } satisfies DiscardedHeader)
+  const keys = await writeEveryKey(db, file, head)
+  file.commit()
+  return keys
 }
 
 /**

@@ -13,7 +13,7 @@ import { bad, continuePieces, firstHeader, followHeader, nextHistory } from './b
 import { NEVER_SYNCED, decodeJournal, decodeReplicaState, encodeJournal, encodeReplicaState, type JournalHeader, type ReplicaState } from './state'
 import { checksum, type HistoryEntry } from '../history'
 import { entryDigests, fingerprintRange, newFingerprint, type Fingerprint, type KeyRangeBounds } from '../fingerprint'
-import { demotedRecords, trimDiscarded } from './discarded'
+import { demotedRecords, saveEveryKey, trimDiscarded } from './discarded'
 
 /** Options of {@link ReplicaEngine}. */
 export interface ReplicaEngineOptions {
@@ -300,6 +300,10 @@ export class ReplicaEngine {
           ? 'This store is a primary\'s own store, not a replica: refusing to overwrite it (set overwrite to replace it)'
           : 'This store holds data that no primary of this line sent it: refusing to overwrite it (set overwrite to replace it)', codes.REPLICA_NOT_EMPTY)
       }
+      // A demoted primary that gets a full copy, not a rejoin: its log could not name every write
+      // it made after the fork, so the file saved at demotion may lack some. Its data is still
+      // its own until the copy lands; save all of it first.
+      if (part.full && st.demoted !== null && st.demoted.saved !== null) await saveEveryKey(this.#db, st.demoted.saved, st.demoted.history, st.demoted.head)
       header = firstHeader(part)
       // A replica that holds nothing has no state to keep readable while a copy lands: the copy is
       // written in place, once, instead of staged and then written again.

@@ -62,7 +62,7 @@ export class Replicator {
   // Verifications waiting for the replica to be held at one seq.
   #holds: Hold[] = []
   // A demoted primary's fork and log, while it waits to rejoin.
-  #rejoin: { fork: number, records: Array<[number, number, Buffer[]]> | null } | null = null
+  #rejoin: { fork: number, head: number, records: Array<[number, number, Buffer[]]> | null } | null = null
   // The replica keeps our history with its watermark (false: an older replica that did not).
   #knownHistory = false
   /** The replica's watermark as last reported or acknowledged (-1: not yet known). */
@@ -195,7 +195,7 @@ export class Replicator {
     this.#maxPartBytes = typeof hello.maxPartBytes === 'number' && hello.maxPartBytes > 0 ? hello.maxPartBytes : Infinity
     this.#knownHistory = typeof hello.checksum === 'string'
     const s = standing(hello, history, head, this.name, this.options.overwrite)
-    this.#rejoin = s.kind === 'rejoin' ? { fork: s.fork, records: s.records } : null
+    this.#rejoin = s.kind === 'rejoin' ? { fork: s.fork, head: s.head, records: s.records } : null
     // Keep the log from the fork on: the rejoin needs what we changed since.
     if (s.kind === 'rejoin') this.pendingCopy = s.fork
     this.reason = s.kind === 'copy' ? s.reason : null
@@ -411,8 +411,8 @@ export class Replicator {
   async #plan (source: SnapshotSource, to: number, resume: ReplicaHello['pending']): Promise<Plan> {
     const overwrite = this.options.overwrite
     if (this.#rejoin !== null) {
-      const { fork, records } = this.#rejoin
-      const theirs = records === null ? null : namedAfter(records, fork)
+      const { fork, head, records } = this.#rejoin
+      const theirs = records === null ? null : namedAfter(records, fork, head)
       if (theirs !== null && await logCovers(source, fork, to)) return { kind: 'incremental', from: fork, to, rejoin: { fork, keys: theirs } }
       this.reason = `replica '${this.name}' is a demoted primary whose changes since the fork (seq ${fork}) ${theirs === null ? 'its log cannot name' : 'this primary\'s log no longer covers'}: it gets a full copy`
       return { kind: 'full', to, resume: null, overwrite: true }
@@ -433,17 +433,20 @@ export class Replicator {
   }
 }
 
-// The keys a demoted primary's log names after `fork`, or null if its records do not reach back to it.
-function namedAfter (records: Array<[number, number, Buffer[]]>, fork: number): Buffer[] | null {
+// The keys a demoted primary's log names after `fork`, or null unless its records cover every seq
+// from the fork to its `head`. A log truncated past the fork (an open whose replicas all had
+// those records, e.g. one with only some of them) names none of the writes it dropped: taken as
+// the whole story, those writes stayed behind on the rejoined store as keys its primary never had.
+function namedAfter (records: Array<[number, number, Buffer[]]>, fork: number, head: number): Buffer[] | null {
   const keys: Buffer[] = []
-  let reach: number | null = null
+  let reach = fork
   for (const [from, to, named] of records) {
     if (to <= fork) continue
-    if (reach === null && from > fork) return null
+    if (from > reach) return null
     reach = to
     keys.push(...named)
   }
-  return keys
+  return reach >= head ? keys : null
 }
 
 interface Hold {

@@ -9,7 +9,7 @@ export type Standing =
   /** It needs a full copy (never synced, or replaced by overwrite), and why if that is worth saying. */
   | { kind: 'copy', watermark: number, reason: string | null }
   /** A demoted primary of this line: it rejoins from the fork, with the keys its own log names. */
-  | { kind: 'rejoin', fork: number, records: Array<[number, number, Buffer[]]> | null }
+  | { kind: 'rejoin', fork: number, head: number, records: Array<[number, number, Buffer[]]> | null }
 
 /**
  * Relates a replica's hello to this primary's history and head. A replica is written to only if
@@ -21,7 +21,7 @@ export function standing (hello: ReplicaHello, history: HistoryEntry[], head: nu
   if (hello.demoted !== undefined && hello.demoted !== null) {
     const d = hello.demoted
     const fork = forkPoint(history, head, d.history, d.head)
-    if (fork >= 0) return { kind: 'rejoin', fork, records: d.records }
+    if (fork >= 0) return { kind: 'rejoin', fork, head: d.head, records: d.records }
     // Not a primary of this line that came back: its data would be lost to a full copy.
     if (!overwrite) {
       throw new MirrorError(`replica '${name}' is a demoted primary of another line of history (${describeHistory(d.history)}), not this primary's: not writing to it (set overwrite to replace it)`, codes.REPLICA_NOT_EMPTY)
