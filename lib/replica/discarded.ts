@@ -21,7 +21,8 @@ import { userRanges } from '../user-ranges'
  * names, a superset. When the store rejoins its new primary, the file is rewritten with the fork
  * and only the writes after it: exactly the writes the new primary never had (`"exact": true`),
  * or a superset if the log had merged writes from both sides of the fork into one record
- * (`"exact": false`). A store whose log could not name its keys gets every key (`"exact": false`).
+ * (`"exact": false`). A store whose log could not name its keys gets every key (`"exact": false`),
+ * and so does one that gets a full copy instead of a rejoin, just before the copy replaces its data.
  */
 export interface DiscardedHeader {
   'mirror-level': 'discarded writes'
