@@ -55,7 +55,7 @@ try {
   await disk.trim(8192, 4096) // a whole chunk back to a hole
   await disk.flush()
   await db.replicated()
-  console.log(`   written, trimmed and replicated; status: ${JSON.stringify(db.mirrorStatus().replicas[0].lag)}`)
+  console.log(`   written, trimmed and replicated; lag: ${JSON.stringify(db.mirrorStatus().replicas[0].lag)}`)
   await db.close()
 
   // 4. The backup is a plain LevelDB directory: plain classic-level reads it. (Keys from 0xFF on

@@ -133,7 +133,8 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     await alone.close()
 
     await promoteStore(new ClassicLevel(backupDir) as never)
-    await demoteStore(new ClassicLevel(oldDir) as never, { saveDiscarded: lost })
+    const demoted = await demoteStore(new ClassicLevel(oldDir) as never, { saveDiscarded: lost })
+    expect(demoted.text).toMatch(/names its writes after seq 53 only: if the new primary forked before that, the rejoin is a full copy/)
     const batches: Batch[] = []
     const fresh = new MirrorLevel(new ClassicLevel(backupDir), { replicas: [new LevelReplica(new ClassicLevel(oldDir), { name: 'old' })] })
     fresh.on('replica-batch', (e) => batches.push(e))

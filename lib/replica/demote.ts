@@ -46,7 +46,7 @@ export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Pr
     if (head === undefined || history === undefined) throw new MirrorError('This store is not a mirror-level primary: nothing to demote', codes.WRONG_ROLE)
     const h = (await storedHead({ db }))!.seq
     const hist = decodeHistory(history)
-    const saved = path === null ? { keys: 0, exact: true } : await saveDiscarded(db, path, hist, h)
+    const saved = path === null ? { keys: 0, exact: true, since: 0 } : await saveDiscarded(db, path, hist, h)
     await db.batch([
       { type: 'put', key: metaKeys.replica, value: encodeReplicaState({ generation: null, watermark: 0, history: null, demoted: { history: hist, head: h, saved: path } }) },
       { type: 'del', key: metaKeys.head },
@@ -57,7 +57,8 @@ export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Pr
       head: h,
       saved: saved.keys,
       text: `demoted: a replica waiting to rejoin a primary of its line (it was a primary at seq ${h}; history ${describeHistory(hist)})` +
-        (path === null ? '\nits writes after the fork will be dropped when it rejoins (discard)' : `\nsaved ${saved.keys} key(s) its log names to ${path}; when it rejoins, the file keeps exactly the writes after the fork`)
+        (path === null ? '\nits writes after the fork will be dropped when it rejoins (discard)' : `\nsaved ${saved.keys} key(s) its log names to ${path}; when it rejoins, the file keeps exactly the writes after the fork`) +
+        (path !== null && saved.since > 0 ? `\nits log names its writes after seq ${saved.since} only: if the new primary forked before that, the rejoin is a full copy, and every key this store holds is saved to the file first` : '')
     }
   } finally {
     await db.close()

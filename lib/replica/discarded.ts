@@ -70,10 +70,13 @@ class DurableFile {
  * keeps, with its current value), before the store is demoted. Returns whether every key could be
  * named; if not (a record says "any key"), every user key of the store is saved instead.
  */
-export async function saveDiscarded (db: InnerDb, path: string, history: HistoryEntry[], head: number): Promise<{ keys: number, exact: boolean }> {
+export async function saveDiscarded (db: InnerDb, path: string, history: HistoryEntry[], head: number): Promise<{ keys: number, exact: boolean, since: number }> {
   const last = new Map<string, [Buffer, number]>()
   let named = true
+  // The seq the log reaches back to: writes before it are no longer named (truncated, all replicas had them).
+  let since = head
   for await (const record of readRecords({ db })) {
+    since = Math.min(since, record.from)
     if (record.keys === null) { named = false; break }
     for (const key of record.keys) last.set(key.toString('latin1'), [key, record.to])
   }
@@ -92,7 +95,7 @@ export async function saveDiscarded (db: InnerDb, path: string, history: History
     keys = await writeEveryKey(db, file, head)
   }
   file.commit()
-  return { keys, exact: named }
+  return { keys, exact: named, since: named ? since : 0 }
 }
 
 async function writeEveryKey (db: InnerDb, file: DurableFile, head: number): Promise<number> {
