@@ -54,7 +54,9 @@ export async function verifyCommand (argv: string[]): Promise<void> {
   // its copy) would come out of a failed verify as a primary.
   const { role } = await withClosedStore(positionals[0], (store) => inspectStore(store))
   if (role === 'plain') throw new Error(`${positionals[0]} is not a mirror-level primary (no MirrorLevel ever wrapped it): there is nothing its replica could be a copy of`)
-  const db = new MirrorLevel(new ClassicLevel<string, string>(positionals[0], { createIfMissing: false }), { replicas: [replica] })
+  // With one of its replicas only: the log keeps what the others lack (they would otherwise catch
+  // up from a snapshot, and a demoted primary could no longer name its writes).
+  const db = new MirrorLevel(new ClassicLevel<string, string>(positionals[0], { createIfMissing: false }), { replicas: [replica], truncateLog: false })
   const tty = process.stderr.isTTY === true
   const onProgress = (p: VerifyProgress): void => {
     if (tty) process.stderr.write(`\r\x1b[K${p.phase}: ${p.ranges} ranges compared, ${p.differingRanges} differing, ${p.differing} keys differ${p.phase === 'done' ? '\n' : ''}`)

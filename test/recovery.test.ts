@@ -8,7 +8,9 @@ import { promoteStore } from '../lib/replica/promote'
 import { demoteStore } from '../lib/replica/demote'
 import { decodeBytes } from '../lib/replica/discarded'
 import { dirData, tempDir } from './helpers'
-import { until } from './replication-helpers'
+import { sleep, until } from './replication-helpers'
+import { runCli } from './tcp-helpers'
+import { MemoryLevel } from 'memory-level'
 
 type Batch = { name: string, from: number, to: number, full: boolean, ops: number }
 
@@ -155,6 +157,36 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     expect(writes.get('k3')).toBe('v3')
     expect(writes.size).toBe(50) // k0-k49 without k2, with only-old
     expect(fork).toBe(50)
+  })
+
+  it('truncateLog: false keeps the records the absent replicas lack, and mirror-level verify opens that way: the other replica catches up from the log', async () => {
+    const pDir = join(tmp.dir, 'keep-p')
+    const aDir = join(tmp.dir, 'keep-a')
+    const bDir = join(tmp.dir, 'keep-b')
+    const both = (): MirrorLevel => new MirrorLevel(new ClassicLevel(pDir), { replicas: [new LevelReplica(new ClassicLevel(aDir), { name: 'a' }), new LevelReplica(new ClassicLevel(bDir), { name: 'b' })] })
+    const first = both()
+    for (let i = 0; i < 20; i++) await first.put(`k${i}`, 'v')
+    await first.replicated()
+    await first.close()
+    expect(() => new MirrorLevel(new MemoryLevel(), { truncateLog: 'no' } as never)).toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringContaining('truncateLog') }))
+    const onlyA = new MirrorLevel(new ClassicLevel(pDir), { replicas: [new LevelReplica(new ClassicLevel(aDir), { name: 'a' })], truncateLog: false })
+    for (let i = 0; i < 20; i++) await onlyA.put(`late${i}`, 'v')
+    await onlyA.replicated()
+    await sleep(50) // a truncation, were there one, has run by now
+    const kept = onlyA.head!.logBytes
+    expect(kept).toBeGreaterThan(0)
+    await onlyA.close()
+    const verified = await runCli(['verify', pDir, aDir])
+    expect(verified.code).toBe(0)
+    const again = both()
+    const batches: Batch[] = []
+    again.on('replica-batch', (e) => batches.push(e))
+    await again.open()
+    expect(again.head!.logBytes).toBe(kept) // verify let nothing go
+    await again.replicated()
+    expect(batches.filter((b) => b.name === 'b')).toEqual([expect.objectContaining({ full: false, from: 20, to: 40 })])
+    await again.close()
+    expect(await data(bDir)).toEqual(await data(pDir))
   })
 
   it('demote refuses to drop writes silently, and refuses what is not a primary', async () => {

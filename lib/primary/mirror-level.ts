@@ -168,7 +168,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
     this.#truncateTo = 0
     this.#truncatedThrough = -1
     // Only replicas truncate the log: without them the sizes would be kept for nothing.
-    this.#records = this.#options.adapters.length > 0 ? new SessionRecords(stored.seq + 1) : null
+    this.#records = this.#options.adapters.length > 0 && this.#options.truncateLog ? new SessionRecords(stored.seq + 1) : null
     if (stored.logBytes > this.#options.logBudget) this.#afterCommit(stored.logBytes)
     this.#replication = new Replication({
       inner: this.#inner,
@@ -285,6 +285,7 @@ export class MirrorLevel<KDefault = string, VDefault = string> extends AbstractL
   // it took over (within the budget): the primary it replaced may come back, demoted, and rejoin
   // with the keys changed since then instead of a full copy.
   #truncate (seq: number, retry = true): void {
+    if (!this.#options.truncateLog) return
     const tookOver = this.#origin?.promoted?.seq ?? this.#origin?.restored?.seq ?? Infinity
     this.#truncateTo = Math.max(this.#truncateTo, Math.min(seq, tookOver))
     // A truncation that failed is tried once more a while later, writes or not (else it would wait

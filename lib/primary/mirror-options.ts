@@ -10,7 +10,7 @@ import { refuseSharedDirectories } from './directories'
 // never bring the log under it.
 const MIN_LOG_BUDGET = 1024
 
-const MIRROR_OPTIONS = ['logBudget', 'maxGroupOps', 'maxGroupBytes', 'replicas', 'mode', 'onReplicaDown', 'replicaTimeout', 'closeTimeout']
+const MIRROR_OPTIONS = ['logBudget', 'maxGroupOps', 'maxGroupBytes', 'replicas', 'mode', 'onReplicaDown', 'replicaTimeout', 'closeTimeout', 'truncateLog']
 
 // abstract-level passes options it does not know on to open() and its hooks, so other names must
 // pass; but one of ours in the wrong case ('logbudget') would leave the default in force without
@@ -54,6 +54,13 @@ export interface MirrorLevelOptions<K = string, V = string> extends AbstractData
    * Default 5000; 0 waits as long as it takes.
    */
   closeTimeout?: number
+  /**
+   * Whether the log's records go once every replica of this open has applied them (default true).
+   * An open with only some of the store's usual replicas would let go of what the others still
+   * lack; `false` keeps the records (within `logBudget`), so they catch up from the log and a
+   * demoted primary can rejoin without a full copy. `mirror-level verify` opens with `false`.
+   */
+  truncateLog?: boolean
 }
 
 export interface ResolvedMirrorOptions {
@@ -65,6 +72,7 @@ export interface ResolvedMirrorOptions {
   onReplicaDown: OnReplicaDown
   replicaTimeout: number
   closeTimeout: number
+  truncateLog: boolean
   /** The options that are abstract-level's (encodings), for its constructor. */
   forward: AbstractDatabaseOptions<any, any>
 }
@@ -78,7 +86,10 @@ export function resolveMirrorOptions (inner: unknown, options: MirrorLevelOption
     throw new MirrorError(`MirrorLevel: options must be an object, got ${describe(options)}`, codes.INVALID_OPTION)
   }
   refuseMisspelt(options)
-  const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, closeTimeout, ...forward } = options
+  const { logBudget, maxGroupOps, maxGroupBytes, replicas, mode, onReplicaDown, replicaTimeout, closeTimeout, truncateLog, ...forward } = options
+  if (truncateLog !== undefined && typeof truncateLog !== 'boolean') {
+    throw new MirrorError(`MirrorLevel: option 'truncateLog' must be a boolean, got ${describe(truncateLog)}`, codes.INVALID_OPTION)
+  }
   const budget = positiveInteger('MirrorLevel', 'logBudget', logBudget, 64 * 1024 * 1024)
   if (budget < MIN_LOG_BUDGET) {
     throw new MirrorError(`MirrorLevel: option 'logBudget' must be at least ${MIN_LOG_BUDGET} bytes (a smaller log cannot hold one merged record), got ${budget}`, codes.INVALID_OPTION)
@@ -114,6 +125,7 @@ export function resolveMirrorOptions (inner: unknown, options: MirrorLevelOption
     onReplicaDown: onReplicaDown ?? 'degrade',
     replicaTimeout: timeout,
     closeTimeout: closeWithin,
+    truncateLog: truncateLog ?? true,
     forward
   }
 }
