@@ -189,6 +189,19 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     expect(await data(bDir)).toEqual(await data(pDir))
   })
 
+  it('demote of a store whose log merged its records into "any key" saves every key it holds and says so (exact: false), not that the file will be exact', async () => {
+    const dir = join(tmp.dir, 'merged-old')
+    const file = join(tmp.dir, 'merged-lost.jsonl')
+    const db = new MirrorLevel(new ClassicLevel(dir), { logBudget: 1024 })
+    for (let i = 0; i < 300; i++) await db.put(`key-${String(i).padStart(4, '0')}`, 'v')
+    await db.close()
+    const report = await demoteStore(new ClassicLevel(dir) as never, { saveDiscarded: file })
+    expect(report.text).toMatch(/cannot name the keys it changed .* saved all 300 key\(s\) .*exact: false.*compare the file with the new primary/)
+    expect(report.text).not.toMatch(/keeps exactly/)
+    expect(lines(file)[0]).toMatchObject({ exact: false, fork: null })
+    expect(lines(file)).toHaveLength(301)
+  })
+
   it('demote refuses to drop writes silently, and refuses what is not a primary', async () => {
     const dir = join(tmp.dir, 'refuse')
     const db = new MirrorLevel(new ClassicLevel(dir))

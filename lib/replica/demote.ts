@@ -57,7 +57,11 @@ export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Pr
       head: h,
       saved: saved.keys,
       text: `demoted: a replica waiting to rejoin a primary of its line (it was a primary at seq ${h}; history ${describeHistory(hist)})` +
-        (path === null ? '\nits writes after the fork will be dropped when it rejoins (discard)' : `\nsaved ${saved.keys} key(s) its log names to ${path}; when it rejoins, the file keeps exactly the writes after the fork`) +
+        (path === null
+          ? '\nits writes after the fork will be dropped when it rejoins (discard)'
+          : saved.exact
+            ? `\nsaved ${saved.keys} key(s) its log names to ${path}; when it rejoins, the file keeps exactly the writes after the fork`
+            : `\nits log cannot name the keys it changed (it merged them): saved all ${saved.keys} key(s) it holds to ${path} (exact: false); a key it deleted after the fork is not in the file, so compare the file with the new primary`) +
         (path !== null && saved.since > 0 ? `\nits log names its writes after seq ${saved.since} only: if the new primary forked before that, the rejoin is a full copy, and every key this store holds is saved to the file first` : '')
     }
   } finally {
