@@ -57,7 +57,9 @@ export const metaKeys = Object.freeze({
   replica: metaKey('replica'),
   journal: metaKey('journal'),
   /** A restore in progress into this store (see `restore`). */
-  restore: metaKey('restore')
+  restore: metaKey('restore'),
+  /** A rejoined store's discarded-writes file still to be narrowed to the writes after the fork. */
+  narrow: metaKey('narrow')
 })
 
 const TWO32 = 2 ** 32

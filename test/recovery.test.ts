@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { cpSync, readFileSync } from 'node:fs'
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
+import { ReplicaEngine } from '../lib/replica/engine'
+import { metaKeys } from '../lib/keyspace'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { MirrorLevel } from '../lib/primary/mirror-level'
@@ -200,6 +202,27 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     expect(report.text).not.toMatch(/keeps exactly/)
     expect(lines(file)[0]).toMatchObject({ exact: false, fork: null })
     expect(lines(file)).toHaveLength(301)
+  })
+
+  it('a rejoin cut off after its batch landed, before the file was narrowed: the next open of the replica narrows it', async () => {
+    const dir = join(tmp.dir, 'narrow-replica')
+    const file = join(tmp.dir, 'narrow-lost.jsonl')
+    writeFileSync(file, [
+      JSON.stringify({ 'mirror-level': 'discarded writes', format: 1, history: [], head: 12, fork: null, exact: true }),
+      JSON.stringify({ seq: 9, key: { utf8: 'before' }, value: { utf8: 'x' } }),
+      JSON.stringify({ seq: 11, key: { utf8: 'after' }, value: null })
+    ].join('\n') + '\n')
+    // What the landing batch leaves when the process dies right after it.
+    const raw = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    await raw.put(metaKeys.narrow, Buffer.from(JSON.stringify({ path: file, fork: 10, spans: false })))
+    await raw.close()
+    const engine = new ReplicaEngine(new ClassicLevel(dir) as never)
+    await engine.open()
+    await engine.close()
+    expect(lines(file)).toEqual([expect.objectContaining({ fork: 10, exact: true }), { seq: 11, key: { utf8: 'after' }, value: null }])
+    const after = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    expect(await after.get(metaKeys.narrow)).toBeUndefined()
+    await after.close()
   })
 
   it('demote refuses to drop writes silently, and refuses what is not a primary', async () => {

@@ -122,6 +122,7 @@ export class ReplicaEngine {
       if (header?.committed === true) await this.#applyJournal(header)
       else if (header !== null && !header.full && !header.resumable) await this.#dropStaged()
       else if (header === null) await this.#journal.clear()
+      await this.#narrowSaved()
       this.#foreign = await this.#detectForeign()
       this.#demotedRecords = this.#state.demoted !== null ? await demotedRecords(this.#db) : null
       this.#open = true
@@ -461,7 +462,32 @@ export class ReplicaEngine {
     const ops: InnerOp[] = [{ type: 'put', key: metaKeys.replica, value: encodeReplicaState({ generation: header.generation, watermark: header.to, history: header.history, demoted: null }) }]
     if (journaled) ops.push({ type: 'del', key: metaKeys.journal })
     if (header.overwrite) for (const key of [metaKeys.head, metaKeys.history, metaKeys.origin]) ops.push({ type: 'del', key })
+    // The file is narrowed once the batch has landed; landing with it, this says to, so a crash in
+    // between (the file then still held every key the log named) narrows it at the next open.
+    const narrow = this.#narrowing(header)
+    if (narrow !== null) ops.push({ type: 'put', key: metaKeys.narrow, value: Buffer.from(JSON.stringify(narrow)) })
     return ops
+  }
+
+  #narrowing (header: JournalHeader): { path: string, fork: number, spans: boolean } | null {
+    const saved = this.#state.demoted?.saved
+    if (saved === null || saved === undefined || header.rejoin === null) return null
+    const fork = header.rejoin
+    const spans = this.#demotedRecords === null || this.#demotedRecords.some(([from, to]) => from < fork && fork < to)
+    return { path: saved, fork, spans }
+  }
+
+  // Narrows the discarded-writes file the last rejoin left to narrow, if any.
+  async #narrowSaved (): Promise<void> {
+    const raw = await this.#db.get(metaKeys.narrow, BUFFERS)
+    if (raw === undefined) return
+    try {
+      const { path, fork, spans } = JSON.parse(raw.toString()) as { path: string, fork: number, spans: boolean }
+      trimDiscarded(path, fork, spans)
+    } catch {
+      // The file keeps every write the log named (a superset): nothing is lost if it cannot be narrowed.
+    }
+    await this.#db.del(metaKeys.narrow, BUFFERS)
   }
 
   async #settle (header: JournalHeader): Promise<void> {
@@ -470,15 +496,7 @@ export class ReplicaEngine {
     this.#staged = null
     // What a primary's store kept for itself is gone with it: the log of the store it replaced.
     if ((header.overwrite && this.#foreign === 'primary') || demoted !== null) await this.#db.clear({ ...logRange, keyEncoding: 'buffer' })
-    if (demoted?.saved !== null && demoted?.saved !== undefined && header.rejoin !== null) {
-      const fork = header.rejoin
-      const spans = this.#demotedRecords === null || this.#demotedRecords.some(([from, to]) => from < fork && fork < to)
-      try {
-        trimDiscarded(demoted.saved, fork, spans)
-      } catch {
-        // The file keeps every write the log named (a superset): nothing is lost if it cannot be narrowed.
-      }
-    }
+    if (demoted !== null) await this.#narrowSaved()
     this.#demotedRecords = null
     if (header.full) this.#foreign = null
   }
