@@ -8,7 +8,7 @@ import { MirrorLevel } from '../lib/primary/mirror-level'
 import { LevelReplica } from '../adapters/level'
 import { promoteStore } from '../lib/replica/promote'
 import { demoteStore } from '../lib/replica/demote'
-import { decodeBytes } from '../lib/replica/discarded'
+import { decodeBytes, saveEveryKey } from '../lib/replica/discarded'
 import { dirData, tempDir } from './helpers'
 import { sleep, until } from './replication-helpers'
 import { runCli } from './tcp-helpers'
@@ -223,6 +223,18 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     const after = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
     expect(await after.get(metaKeys.narrow)).toBeUndefined()
     await after.close()
+  })
+
+  it('a full copy started over into a demoted store does not dump the whole store again: the file already holds it at that head', async () => {
+    const db = new MemoryLevel<string, string>()
+    await db.batch([{ type: 'put', key: 'a', value: '1' }, { type: 'put', key: 'b', value: '2' }])
+    const file = join(tmp.dir, 'whole.jsonl')
+    expect(await saveEveryKey(db as never, file, [], 5)).toBe(2)
+    await db.put('c', '3') // (a demoted store takes no writes: this only shows the dump is skipped)
+    expect(await saveEveryKey(db as never, file, [], 5)).toBe(0)
+    expect(lines(file)).toHaveLength(3)
+    expect(await saveEveryKey(db as never, file, [], 6)).toBe(3) // another head: not the same dump
+    expect(lines(file)[0]).toMatchObject({ head: 6, exact: false, fork: null })
   })
 
   it('demote refuses to drop writes silently, and refuses what is not a primary', async () => {

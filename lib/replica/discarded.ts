@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs'
 import { BUFFERS, type InnerDb } from '../inner'
 import type { HistoryEntry } from '../history'
 import { readRecords } from '../log/records'
@@ -115,11 +115,31 @@ async function writeEveryKey (db: InnerDb, file: DurableFile, head: number): Pro
  * saved at demotion, which holds what its log named then, may lack some of them.
  */
 export async function saveEveryKey (db: InnerDb, path: string, history: HistoryEntry[], head: number): Promise<number> {
+  // A copy started over (a dropped link, a request that timed out while this ran) finds the file
+  // already holding the whole store at this head: a demoted store takes no writes, so it stands.
+  if (isWholeStore(path, head)) return 0
   const file = new DurableFile(path)
   file.line({ 'mirror-level': 'discarded writes', format: 1, history, head, fork: null, exact: false } satisfies DiscardedHeader)
   const keys = await writeEveryKey(db, file, head)
   file.commit()
   return keys
+}
+
+// Whether the file's header says it holds every key of the store at `head` (not narrowed to a fork).
+function isWholeStore (path: string, head: number): boolean {
+  let fd: number | null = null
+  try {
+    fd = openSync(path, 'r')
+    const buf = Buffer.alloc(64 * 1024)
+    const n = readSync(fd, buf, 0, buf.length, 0)
+    const first = buf.subarray(0, n).toString('utf8').split('\n')[0]
+    const header = JSON.parse(first) as DiscardedHeader
+    return header['mirror-level'] === 'discarded writes' && header.exact === false && header.fork === null && header.head === head
+  } catch {
+    return false
+  } finally {
+    if (fd !== null) closeSync(fd)
+  }
 }
 
 /**
