@@ -3,7 +3,8 @@
 // back (a backlog caught up from the log); first: a new replica's first copy of the same store;
 // plain: a copy of a classic-level snapshot into a fresh directory.
 // Prints one JSON line: { bytes, seconds, rssMiB, ... } for the copy phase alone. SETTLE=ms in the
-// environment waits that long before it (LevelDB still compacts what the write phase wrote).
+// environment waits that long before it (LevelDB still compacts what the write phase wrote);
+// WRITE_BUFFER_MIB=n gives the replica's db (and the plain copy's target) that write buffer.
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -48,7 +49,7 @@ const resetPeak = (): number => {
 const MiB = (n: number): number => n / 2 ** 20
 // The write buffer the README recommends for a replica's classic-level db (and `serve` uses): the
 // plain copy's target gets it too, though a copy in key order gains nothing from it.
-const REPLICA_DB = { writeBufferSize: 32 * 1024 * 1024 }
+const REPLICA_DB = { writeBufferSize: Number(process.env.WRITE_BUFFER_MIB ?? 32) * 1024 * 1024 }
 
 // An adapter that is unreachable while `online` is false.
 class Switchable implements ReplicaAdapter {
