@@ -71,6 +71,7 @@ export async function withClosedStore<T> (dir: string, fn: (db: InnerDb) => Prom
     if (e.cause?.code === 'LEVEL_LOCKED') throw new Error(`${dir} is in use by another process (a primary, a replica server or another program has it open)`)
     // A damaged CURRENT file is no database to repair: LevelDB's repair would make one there.
     if (e.cause?.code === 'LEVEL_CORRUPTION' && !/CURRENT/.test(e.cause.message)) throw new Error(`${dir} is damaged (LevelDB reports corruption: ${e.cause.message}); \`mirror-level recover ${dir}\` runs LevelDB's repair on it`)
+    if (/Permission denied|Read-only file system/.test(e.cause?.message ?? '')) throw new Error(`${dir} may not be written by this user, or is on a read-only file system (${e.cause?.message ?? ''}): LevelDB writes its lock and log even to read`)
     throw new Error(`${dir} is not a LevelDB database (${e.cause?.message ?? e.message})`)
   } finally {
     await db.close().catch(() => {})

@@ -24,7 +24,9 @@ to it now, and when it last applied a batch.`,
 Runs a replica's recovery on a closed replica directory: a batch that was committed but not fully
 applied (the process died during it) is applied; an uncommitted one is kept for its primary to
 resume (a full copy, or an incremental batch sent in key order) or else dropped. Afterwards plain level reads a real state of the primary.
-Nothing to do for a primary's directory. Exits 0 when the directory is consistent afterwards.`,
+Nothing to do for a primary's directory. Exits 0 when the directory is consistent afterwards, 1
+when a replica's is not (a first copy written in place, kept for its primary to finish, or a
+replica never synced: it holds no state of the primary yet).`,
   promote: `mirror-level promote DIR
 
 Makes a replica directory a primary, for when the primary's machine is gone: recovery first, then
@@ -60,7 +62,12 @@ export async function recover (argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { help: { type: 'boolean' } } })
   if (values.help === true) return void console.log(storeUsage.recover)
   const dir = onePositional(positionals, 'recover')
-  console.log((await withClosedStore(dir, (db) => recoverStore(db))).text)
+  const report = await withClosedStore(dir, (db) => recoverStore(db))
+  console.log(report.text)
+  // A replica that holds no state of its primary yet (a first copy written in place and kept for
+  // its primary to finish, or none at all) is not consistent afterwards.
+  const after = report.after
+  if (after.role === 'replica' && !after.consistent && after.replica?.demoted == null) process.exitCode = 1
 }
 
 export async function promote (argv: string[]): Promise<void> {

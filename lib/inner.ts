@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import type { AbstractLevel } from 'abstract-level'
 import { MirrorError, codes } from './errors'
 import { describe } from './options'
@@ -18,6 +19,19 @@ export function checkDb (where: string, db: unknown): asserts db is InnerDb {
   if (typeof d !== 'object' || d === null || typeof d.open !== 'function' || typeof d.batch !== 'function' || typeof d.iterator !== 'function') {
     throw new MirrorError(`${where}: expected an abstract-level database (e.g. new ClassicLevel(dir)), got ${describe(db)}`, codes.INVALID_OPTION)
   }
+}
+
+/**
+ * Refuses a db whose directory does not exist (classic-level's `location`) before it opens: it
+ * would create an empty store there, and a misspelt path would be left behind as one. Call it
+ * before anything is awaited: abstract-level opens a new db on the next tick, and a db closed
+ * before then never opens.
+ */
+export async function refuseMissingStore (where: string, db: InnerDb): Promise<void> {
+  const location = (db as { location?: unknown }).location
+  if (db.status === 'open' || typeof location !== 'string' || existsSync(location)) return
+  await db.close().catch(() => {})
+  throw new MirrorError(`${where}: ${location} does not exist (nothing was created there)`, codes.INVALID_OPTION)
 }
 
 type BatchOptions = typeof BUFFERS | (typeof BUFFERS & { sync: boolean })

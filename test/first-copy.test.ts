@@ -12,6 +12,7 @@ import { promoteStore } from '../lib/replica/promote'
 import { openDirSource } from '../lib/recovery/sources'
 import type { BatchPart } from '../lib/adapter'
 import { dirData, tempDir, userData } from './helpers'
+import { runCli } from './tcp-helpers'
 
 // A first copy into a replica that holds nothing is written in place, not journaled: nothing
 // there needs keeping readable, so its data is written once. These tests hold it to what it
@@ -138,6 +139,11 @@ describe('a first copy into a replica that held nothing', () => {
       expect(recovered.action).toBe('kept')
       expect(recovered.text).toMatch(/written in place/)
       expect(recovered.after.consistent).toBe(false)
+      // The command says so by its exit code too (a hostile trial: it exited 0, which its help
+      // promises only for a directory that is consistent afterwards).
+      const cli = await runCli(['recover', path])
+      expect(cli.code, cli.stderr).toBe(1)
+      expect(cli.stdout).toMatch(/written in place/)
       // It holds no state to promote or restore from, and says so (recover cannot make it one).
       await expect(promoteStore(new ClassicLevel(path) as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE', message: expect.stringMatching(/never synced/) })
       await expect(openDirSource(path, (p) => new ClassicLevel(p) as never)).rejects.toMatchObject({ code: 'MIRROR_WRONG_ROLE', message: expect.stringMatching(/never synced \(its first copy is not complete/) })

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { MirrorError, codes } from '../errors'
 import { decodeHistory, describeHistory } from '../history'
-import { BUFFERS, type InnerDb, checkDb } from '../inner'
+import { BUFFERS, type InnerDb, checkDb, refuseMissingStore } from '../inner'
 import { metaKeys } from '../keyspace'
 import { storedHead } from '../log/records'
 import { saveDiscarded } from './discarded'
@@ -32,6 +32,7 @@ export interface DemoteReport {
  */
 export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Promise<DemoteReport> {
   checkDb('demote()', db)
+  await refuseMissingStore('demote()', db)
   try {
     const { saveDiscarded: file, discard } = options ?? {}
     if ((file === undefined) === (discard !== true) || (file !== undefined && (typeof file !== 'string' || file.length === 0))) {
@@ -40,6 +41,7 @@ export async function demoteStore (db: InnerDb, options: DemoteOptions = {}): Pr
     const path = file === undefined ? null : resolve(file)
     if (path !== null && existsSync(path)) throw new MirrorError(`${path} exists; not overwriting saved writes`, codes.INVALID_OPTION)
     if (path !== null && !existsSync(dirname(path))) throw new MirrorError(`${dirname(path)} does not exist: the saved writes need a directory to go in`, codes.INVALID_OPTION)
+    if (path !== null && !statSync(dirname(path)).isDirectory()) throw new MirrorError(`${dirname(path)} is not a directory: the saved writes need a directory to go in`, codes.INVALID_OPTION)
     await db.open()
     const [head, history, replica] = await db.getMany([metaKeys.head, metaKeys.history, metaKeys.replica], BUFFERS)
     if (replica !== undefined) throw new MirrorError('This store is already a replica: nothing to demote', codes.WRONG_ROLE)

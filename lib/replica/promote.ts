@@ -1,6 +1,6 @@
 import { MirrorError, codes } from '../errors'
 import { describeHistory, encodeHistory, newGeneration, type HistoryEntry } from '../history'
-import { BUFFERS, type InnerDb, type InnerOp, checkDb } from '../inner'
+import { BUFFERS, type InnerDb, type InnerOp, checkDb, refuseMissingStore } from '../inner'
 import { metaKeys } from '../keyspace'
 import { encodeHead } from '../log/head'
 import { ReplicaEngine } from './engine'
@@ -28,6 +28,7 @@ export interface PromoteReport {
  */
 export async function promoteStore (db: InnerDb): Promise<PromoteReport> {
   checkDb('promote()', db)
+  await refuseMissingStore('promote()', db)
   try {
     const engine = new ReplicaEngine(db)
     await engine.open()

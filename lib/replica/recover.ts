@@ -1,5 +1,5 @@
 import { MirrorError, codes, telling } from '../errors'
-import { checkDb, type InnerDb } from '../inner'
+import { checkDb, refuseMissingStore, type InnerDb } from '../inner'
 import { ReplicaEngine } from './engine'
 import { inspectStore, type StoreReport } from './inspect'
 
@@ -20,6 +20,7 @@ export interface RecoveryReport {
  */
 export async function recoverStore (db: InnerDb): Promise<RecoveryReport> {
   checkDb('recover()', db)
+  await refuseMissingStore('recover()', db)
   let before: StoreReport
   let salvaged = false
   try {

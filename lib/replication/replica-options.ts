@@ -1,5 +1,5 @@
 import type { CommonReplicaOptions, ReplicaAdapter } from '../adapter'
-import { MirrorError, codes } from '../errors'
+import { MirrorError, codes, telling } from '../errors'
 import { atLeast, knownOptions, nonNegativeInteger, positiveInteger } from '../options'
 
 /** Where a replica stands, as `status()` reports it. */
@@ -94,4 +94,17 @@ export const CANNOT_CURE: ReadonlySet<string> = new Set([
   // Its path is a file, not a directory, or may not be written: someone has to move or allow it.
   'EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS'
 ])
+
+/**
+ * The code that decides what a replica's error means. LevelDB reports a directory it may not
+ * write as an I/O error that says so only in its text (LEVEL_IO_ERROR, "Permission denied"): it
+ * was retried as a blip.
+ */
+export function deciding (err: unknown): string {
+  const code = telling(err) ?? ''
+  if (code !== 'LEVEL_IO_ERROR') return code
+  const e = err as { message?: unknown, cause?: { message?: unknown } }
+  const text = `${String(e.message ?? '')} ${String(e.cause?.message ?? '')}`
+  return /Permission denied/.test(text) ? 'EACCES' : /Read-only file system/.test(text) ? 'EROFS' : code
+}
 

@@ -1,14 +1,14 @@
 import type { BatchPart, ReplicaAdapter, ReplicaHello } from '../adapter'
 import { buildParts, logCovers, planCatchUp, planSteps, tailParts, type Plan, type SnapshotSource } from './batch-builder'
 import type { ValueTail } from './tail'
-import { MirrorError, codes, telling } from '../errors'
+import { MirrorError, codes } from '../errors'
 import { headSeq } from '../log/records'
 import type { InnerDb } from '../inner'
 import { Signal, backoff } from './signal'
 import { readAhead } from './read-ahead'
 import { generationAt, historyAt, type HistoryEntry } from '../history'
 import { standing } from './standing'
-import { CANNOT_CURE, REFUSALS, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
+import { CANNOT_CURE, REFUSALS, deciding, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
 
 export { resolveReplicaOptions, type ReplicaState, type ResolvedReplicaOptions } from './replica-options'
 
@@ -162,7 +162,7 @@ export class Replicator {
         break
       } catch (err) {
         if (this.#aborted) break
-        const code = telling(err) ?? ''
+        const code = deciding(err)
         this.lastError = err as Error
         const stuck = REFUSALS.has(code) || CANNOT_CURE.has(code)
         if (REFUSALS.has(code)) this.reason = (err as Error).message
