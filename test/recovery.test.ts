@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { cpSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { ReplicaEngine } from '../lib/replica/engine'
 import { metaKeys } from '../lib/keyspace'
 import { join } from 'node:path'
@@ -223,6 +223,47 @@ describe('failover: promote the replica, demote the old primary, rejoin without 
     const after = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
     expect(await after.get(metaKeys.narrow)).toBeUndefined()
     await after.close()
+  })
+
+  it('a demoted store moved where the directory of its file does not exist: the full copy waits, failed with what to do, its data untouched; once the directory is there it goes on', async () => {
+    const oldDir = join(tmp.dir, 'moved-old')
+    const backupDir = join(tmp.dir, 'moved-backup')
+    const secondDir = join(tmp.dir, 'moved-second')
+    const files = join(tmp.dir, 'moved-files')
+    mkdirSync(files)
+    const lost = join(files, 'lost.jsonl')
+    const old = new MirrorLevel(new ClassicLevel(oldDir), { replicas: [new LevelReplica(new ClassicLevel(backupDir), { name: 'backup' }), new LevelReplica(new ClassicLevel(secondDir), { name: 'second' })] })
+    for (let i = 0; i < 20; i++) await old.put(`k${i}`, `v${i}`)
+    await old.replicated()
+    await old.close()
+    const alone = new MirrorLevel(new ClassicLevel(oldDir), { replicas: [new LevelReplica(new ClassicLevel(secondDir), { name: 'second' })] })
+    await alone.put('k1', 'lost-1')
+    await alone.replicated()
+    await until(() => alone.head!.logBytes === 0)
+    await alone.close()
+    await promoteStore(new ClassicLevel(backupDir) as never)
+    await demoteStore(new ClassicLevel(oldDir) as never, { saveDiscarded: lost })
+    // As if on another machine: the file and its directory are not there.
+    rmSync(files, { recursive: true })
+    const before = await data(oldDir)
+
+    const fresh = new MirrorLevel(new ClassicLevel(backupDir), { replicas: [new LevelReplica(new ClassicLevel(oldDir), { name: 'old', retryMinDelay: 10, retryMaxDelay: 50 })] })
+    await fresh.put('k3', 'new-3')
+    await until(() => fresh.mirrorStatus().replicas[0].state === 'failed')
+    expect(fresh.mirrorStatus().replicas[0]).toMatchObject({ errorCode: 'MIRROR_INVALID_OPTION', error: expect.stringContaining(`${files} does not exist here: create it`) })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(fresh.mirrorStatus().replicas[0].state).toBe('failed')
+    mkdirSync(files)
+    await until(() => fresh.mirrorStatus().replicas[0].state === 'idle')
+    await fresh.replicated()
+    await fresh.close()
+    expect(await data(oldDir)).toEqual(await data(backupDir))
+    // What the old store held before the copy replaced it is in the file, whole.
+    const saved = lines(lost)
+    expect(saved[0]).toMatchObject({ exact: false, fork: null })
+    const writes = new Map(saved.slice(1).map((l) => [decodeBytes(l.key as never).toString('hex'), decodeBytes(l.value as never).toString('hex')]))
+    expect(writes).toEqual(before)
+    expect(writes.get(Buffer.from('k1').toString('hex'))).toBe(Buffer.from('lost-1').toString('hex'))
   })
 
   it('a full copy started over into a demoted store does not dump the whole store again: the file already holds it at that head', async () => {

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { AbstractSnapshot } from 'abstract-level'
 import type { BatchPart, PartAck, PendingCopy, ReplicaHello } from '../adapter'
 import { MirrorError, codes } from '../errors'
@@ -304,7 +306,15 @@ export class ReplicaEngine {
       // A demoted primary that gets a full copy, not a rejoin: its log could not name every write
       // it made after the fork, so the file saved at demotion may lack some. Its data is still
       // its own until the copy lands; save all of it first.
-      if (part.full && st.demoted !== null && st.demoted.saved !== null) await saveEveryKey(this.#db, st.demoted.saved, st.demoted.history, st.demoted.head)
+      if (part.full && st.demoted !== null && st.demoted.saved !== null) {
+        // A store moved to another machine (under a server's --dir) may not find the directory
+        // its file was named in at demotion: retried as a blip, the copy stalled for good.
+        const saved = st.demoted.saved
+        if (!existsSync(dirname(saved))) {
+          throw new MirrorError(`This demoted primary must save every key to ${saved} (the file named at demote) before a full copy replaces its data, and ${dirname(saved)} does not exist here: create it (or put the file there), and the copy goes on`, codes.INVALID_OPTION)
+        }
+        await saveEveryKey(this.#db, saved, st.demoted.history, st.demoted.head)
+      }
       header = firstHeader(part)
       // A replica that holds nothing has no state to keep readable while a copy lands: the copy is
       // written in place, once, instead of staged and then written again.
