@@ -46,7 +46,9 @@ export async function verifyCommand (argv: string[]): Promise<void> {
     const { host, port } = hostPort(m[1])
     replica = new TcpReplica({ host, port, resource: m[2], key: keyFile(values['key-file'], 'verify --remote'), name: remote, create: false, tls: values['tls-ca'] !== undefined ? { ca: readFile(values['tls-ca'], 'CA certificate') } : undefined })
   } else {
-    checkStoreDir(positionals[1]) // refuses what is no database before anything opens it
+    // Refuses what is no database before anything opens it; the primary first, as it is named first.
+    checkStoreDir(positionals[0])
+    checkStoreDir(positionals[1])
     replica = new LevelReplica(new ClassicLevel<string, string>(positionals[1], { createIfMissing: false }), { name: positionals[1] })
   }
   checkStoreDir(positionals[0])

@@ -8,6 +8,10 @@ import { recoverStore } from '../lib/replica/recover'
 import { deciding, CANNOT_CURE } from '../lib/replication/replica-options'
 import type { ReplicaAdapter } from '../lib/adapter'
 import { tempDir } from './helpers'
+import { MemoryLevel } from 'memory-level'
+import { LevelReplica } from '../adapters/level'
+import { MirrorServer } from '../lib/net/server'
+import { runCli } from './tcp-helpers'
 
 // Defects a hostile trial found (2026-12-04): a misspelt path given to promote, demote or recover
 // from code was left behind as a new empty LevelDB; a replica directory the process may not write
@@ -90,6 +94,29 @@ describe('store paths', () => {
       await new Promise((resolve) => setTimeout(resolve, 100))
       expect(db.mirrorStatus().replicas[0].state).toBe('failed')
       await db.close()
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('a server whose port is in use creates no --dir; the same adapter twice is named as such; verify names the first missing path', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      const first = new MirrorServer({ dir: `${dir}/a`, key: 'a-key-for-the-port-test-0123456789', port: 0 })
+      const { port } = await first.listen()
+      const second = new MirrorServer({ dir: `${dir}/b`, key: 'a-key-for-the-port-test-0123456789', port })
+      await expect(second.listen()).rejects.toMatchObject({ code: 'MIRROR_INVALID_OPTION', message: expect.stringMatching(/in use/) })
+      expect(existsSync(`${dir}/b`)).toBe(false)
+      expect(existsSync(`${dir}/a`)).toBe(true)
+      await first.close()
+
+      const adapter = new LevelReplica(new MemoryLevel())
+      expect(() => new MirrorLevel(new MemoryLevel(), { replicas: [adapter, adapter] }))
+        .toThrow(expect.objectContaining({ code: 'MIRROR_INVALID_OPTION', message: expect.stringMatching(/replicas\[0\] and replicas\[1\] are the same adapter/) }))
+
+      const verify = await runCli(['verify', `${dir}/missing-1`, `${dir}/missing-2`])
+      expect(verify.code).toBe(2)
+      expect(verify.stderr).toContain(`${dir}/missing-1 does not exist`)
     } finally {
       cleanup()
     }

@@ -177,8 +177,34 @@ export class MirrorServer {
     this.#server.on('tlsClientError', (err: Error) => this.#options.log(`TLS handshake failed: ${err.message}`))
   }
 
-  /** Creates `dir` if it is missing, then starts listening; resolves with the address (useful with port 0). */
+  /**
+   * Starts listening, then creates `dir` if it is missing; resolves with the address (useful with
+   * port 0). Listening comes first: a port in use left a new empty `dir` behind.
+   */
   async listen (): Promise<{ host: string, port: number }> {
+    const address = await new Promise<{ host: string, port: number }>((resolve, reject) => {
+      this.#server.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EADDRINUSE') reject(new MirrorError(`MirrorServer: port ${this.#options.port} on ${this.#options.host} is in use by another process`, codes.INVALID_OPTION, { cause: err }))
+        else if (err.code === 'EADDRNOTAVAIL') reject(new MirrorError(`MirrorServer: ${this.#options.host} is not an address of this machine`, codes.INVALID_OPTION, { cause: err }))
+        else reject(err)
+      })
+      this.#server.listen(this.#options.port, this.#options.host, () => {
+        this.#server.removeAllListeners('error')
+        const a = this.#server.address() as AddressInfo
+        resolve({ host: a.address, port: a.port })
+      })
+    })
+    try {
+      await this.#makeDir()
+    } catch (err) {
+      await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+      throw err
+    }
+    this.#options.log(`listening on ${address.host}:${address.port}${this.#options.tls !== undefined ? ' (TLS)' : ''}, replicas in ${this.#options.dir}`)
+    return address
+  }
+
+  async #makeDir (): Promise<void> {
     const dir = this.#options.dir
     try {
       // Node's recursive mkdir spins on some paths (/proc/...): recursive only where parents are missing.
@@ -190,19 +216,6 @@ export class MirrorServer {
       const what = code === 'EEXIST' ? `${dir} exists and is not one` : `a parent of ${dir} is not a directory`
       throw new MirrorError(`MirrorServer: option 'dir' must be a directory: ${what}`, codes.INVALID_OPTION, { cause: err })
     }
-    return await new Promise((resolve, reject) => {
-      this.#server.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') reject(new MirrorError(`MirrorServer: port ${this.#options.port} on ${this.#options.host} is in use by another process`, codes.INVALID_OPTION, { cause: err }))
-        else if (err.code === 'EADDRNOTAVAIL') reject(new MirrorError(`MirrorServer: ${this.#options.host} is not an address of this machine`, codes.INVALID_OPTION, { cause: err }))
-        else reject(err)
-      })
-      this.#server.listen(this.#options.port, this.#options.host, () => {
-        this.#server.removeAllListeners('error')
-        const a = this.#server.address() as AddressInfo
-        this.#options.log(`listening on ${a.address}:${a.port}${this.#options.tls !== undefined ? ' (TLS)' : ''}, replicas in ${this.#options.dir}`)
-        resolve({ host: a.address, port: a.port })
-      })
-    })
   }
 
   /** Stops accepting, lets each connection finish the part in hand, and closes every database. */

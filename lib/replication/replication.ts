@@ -87,6 +87,7 @@ const TRUNCATE_MS = 2000
 export function validateReplicas (adapters: ReplicaAdapter[]): void {
   const names = new Set<string>()
   adapters.forEach((adapter, i) => {
+    if (adapters.indexOf(adapter) !== i) throw new MirrorError(`replicas[${adapters.indexOf(adapter)}] and replicas[${i}] are the same adapter: give each replica its own`, codes.INVALID_OPTION)
     const { name } = resolveReplicaOptions(adapter, i)
     if (names.has(name)) throw new MirrorError(`Two replicas are named '${name}'`, codes.INVALID_OPTION)
     names.add(name)
