@@ -31,7 +31,7 @@ export async function refuseMissingStore (where: string, db: InnerDb): Promise<v
   const location = (db as { location?: unknown }).location
   if (db.status === 'open' || typeof location !== 'string' || existsSync(location)) return
   await db.close().catch(() => {})
-  throw new MirrorError(`${where}: ${location} does not exist (nothing was created there)`, codes.INVALID_OPTION)
+  throw new MirrorError(`${where}: ${location} does not exist (a misspelt path? it is not opened, so no empty store is made there)`, codes.INVALID_OPTION)
 }
 
 type BatchOptions = typeof BUFFERS | (typeof BUFFERS & { sync: boolean })
