@@ -39,6 +39,8 @@ export async function verifyCommand (argv: string[]): Promise<void> {
   if (values.help === true) return void console.log(verifyUsage)
   const remote = values.remote
   if (positionals.length !== (remote === undefined ? 2 : 1)) throw new UsageError(remote === undefined ? 'verify needs PRIMARY and REPLICA directories' : 'verify --remote needs one PRIMARY directory')
+  // Refuses what is no database before anything opens it, the primary first as it is named first.
+  checkStoreDir(positionals[0])
   let replica
   if (remote !== undefined) {
     const m = /^([^/]*)\/(.+)$/.exec(remote)
@@ -46,12 +48,9 @@ export async function verifyCommand (argv: string[]): Promise<void> {
     const { host, port } = hostPort(m[1])
     replica = new TcpReplica({ host, port, resource: m[2], key: keyFile(values['key-file'], 'verify --remote'), name: remote, create: false, tls: values['tls-ca'] !== undefined ? { ca: readFile(values['tls-ca'], 'CA certificate') } : undefined })
   } else {
-    // Refuses what is no database before anything opens it; the primary first, as it is named first.
-    checkStoreDir(positionals[0])
     checkStoreDir(positionals[1])
     replica = new LevelReplica(new ClassicLevel<string, string>(positionals[1], { createIfMissing: false }), { name: positionals[1] })
   }
-  checkStoreDir(positionals[0])
   // Opening a store as MirrorLevel wraps it: a plain store (never a primary, so no replica can be
   // its copy) would come out of a failed verify as a primary.
   const { role } = await withClosedStore(positionals[0], (store) => inspectStore(store))
