@@ -25,13 +25,14 @@ export function checkDb (where: string, db: unknown): asserts db is InnerDb {
  * Refuses a db whose directory does not exist (classic-level's `location`) before it opens: it
  * would create an empty store there, and a misspelt path would be left behind as one. Call it
  * before anything is awaited: abstract-level opens a new db on the next tick, and a db closed
- * before then never opens.
+ * before then never opens. (A db whose `open()` the caller already started is opened by the
+ * caller: what that open creates is its own.)
  */
 export async function refuseMissingStore (where: string, db: InnerDb): Promise<void> {
   const location = (db as { location?: unknown }).location
   if (db.status === 'open' || typeof location !== 'string' || existsSync(location)) return
   await db.close().catch(() => {})
-  throw new MirrorError(`${where}: ${location} does not exist (a misspelt path? it is not opened, so no empty store is made there)`, codes.INVALID_OPTION)
+  throw new MirrorError(`${where}: ${location} does not exist (a misspelt path?)`, codes.INVALID_OPTION)
 }
 
 type BatchOptions = typeof BUFFERS | (typeof BUFFERS & { sync: boolean })
